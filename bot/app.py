@@ -1,0 +1,134 @@
+"""The Bot subclass: creates the shared resources once, loads the cogs, syncs the commands."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.extensions import walk_extensions
+from bot.pixverse import PixVerseClient
+from bot.store import Database
+from bot.sync import sync_commands
+from bot.tree import PixTree
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from bot.simulator import Simulator
+
+log = logging.getLogger(__name__)
+
+# What the bot needs in a channel: read it, post and edit its status messages, attach the
+# finished video, show the result embed, and keep working in threads.
+REQUIRED_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+)
+INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(
+        application_id, permissions=REQUIRED_PERMISSIONS, scopes=INVITE_SCOPES
+    )
+
+
+class PixBot(commands.Bot):
+    """One instance per process; everything shared hangs off it and is made in setup_hook."""
+
+    http_session: aiohttp.ClientSession
+    pixverse: PixVerseClient
+    db: Database
+
+    def __init__(self, settings: Settings, *, force_global_sync: bool = False) -> None:
+        super().__init__(
+            # Slash commands only: no message content is read, so no privileged intents.
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=discord.Intents.default(),
+            tree_cls=PixTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.force_global_sync = force_global_sync
+        self.simulator: Simulator | None = None
+        self.synced: list[str] = []
+        self._closing = False
+
+    @property
+    def simulated(self) -> bool:
+        return self.settings.simulate
+
+    async def setup_hook(self) -> None:
+        # Interactions may arrive before on_ready, so everything a command needs exists
+        # by the end of this method; never wait for the gateway in here.
+        self.http_session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=120, connect=15)
+        )
+        base_url, api_key = await self._pixverse_endpoint()
+        self.pixverse = PixVerseClient(self.http_session, base_url=base_url, api_key=api_key)
+        self.db = await Database.open(self.settings.database_path)
+        await self.setup_services()
+        for extension in walk_extensions():
+            await self.load_extension(extension)
+        self.synced = await sync_commands(
+            self.tree,
+            self.db,
+            dev_guild_id=self.settings.dev_guild_id,
+            force_global=self.force_global_sync,
+        )
+        if self.application_id is not None:
+            log.info("Invite the bot with: %s", invite_url(self.application_id))
+
+    async def setup_services(self) -> None:
+        """Create the services the cogs use; later issues add theirs here."""
+
+    async def _pixverse_endpoint(self) -> tuple[str, str]:
+        if not self.settings.simulate:
+            return self.settings.pixverse_base_url, self.settings.pixverse_key
+        from bot.simulator import Simulator, SimulatorConfig
+
+        # The embedded simulator takes any non-empty key, so none is configured or sent.
+        self.simulator = Simulator(SimulatorConfig(api_key=None))
+        await self.simulator.start(host="127.0.0.1", port=0)
+        log.info("Simulating PixVerse at %s: no credits are spent", self.simulator.base_url)
+        return self.simulator.base_url, "simulated"
+
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info(
+            "Connected as %s (%s) to %d server(s)",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
+        )
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        log.info("Shutting down")
+        await self.teardown_services()
+        await super().close()
+        session = getattr(self, "http_session", None)
+        if session is not None:
+            await session.close()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        db = getattr(self, "db", None)
+        if db is not None:
+            await db.close()
+        log.info("Shut down cleanly")
+
+    async def teardown_services(self) -> None:
+        """Stop background services before the connection closes; later issues fill it."""
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        log.exception("Unhandled error in %s", event_method)

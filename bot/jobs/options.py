@@ -1,0 +1,180 @@
+"""Validates a member's generation options before anything is charged or sent.
+
+Every refusal says what to change. The rules themselves live in ``bot.pixverse.rules``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, TypeVar
+
+from bot.pixverse.rules import (
+    PROMPT_MAX,
+    SEED_MAX,
+    STYLE_MODELS,
+    Combination,
+    Model,
+    Motion,
+    Quality,
+    RuleViolation,
+    Style,
+    check_combination,
+    credit_cost,
+)
+
+EnumT = TypeVar("EnumT", Model, Quality, Motion, Style)
+
+
+class OptionRejected(ValueError):
+    """An option or combination PixVerse would refuse; the message says what to change."""
+
+    user_facing = True
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """What one generation asks PixVerse for, after defaults and validation."""
+
+    prompt: str
+    model: Model
+    quality: Quality
+    duration: int
+    motion: Motion = Motion.NORMAL
+    negative_prompt: str | None = None
+    style: Style | None = None
+    seed: int = 0
+    effect: str | None = None
+    template_id: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def combination(self) -> Combination:
+        return Combination(self.model, self.quality, self.duration, self.motion)
+
+    def cost(self, overrides: dict[str, int] | None = None) -> int:
+        return credit_cost(self.combination, overrides)
+
+    def with_seed(self, seed: int) -> GenerationOptions:
+        return replace(self, seed=seed)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerationOptions:
+        return cls(
+            prompt=data["prompt"],
+            model=Model(data["model"]),
+            quality=Quality(data["quality"]),
+            duration=int(data["duration"]),
+            motion=Motion(data.get("motion") or Motion.NORMAL),
+            negative_prompt=data.get("negative_prompt"),
+            style=Style(data["style"]) if data.get("style") else None,
+            seed=int(data.get("seed") or 0),
+            effect=data.get("effect"),
+            template_id=data.get("template_id"),
+            notes=tuple(data.get("notes") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    model: Model
+    quality: Quality
+    duration: int
+
+
+def random_seed() -> int:
+    return secrets.randbelow(SEED_MAX + 1)
+
+
+def build_options(
+    *,
+    prompt: str,
+    defaults: Defaults,
+    effects: dict[str, int],
+    negative_prompt: str | None = None,
+    model: str | None = None,
+    quality: str | None = None,
+    duration: int | None = None,
+    motion: str | None = None,
+    style: str | None = None,
+    seed: int | None = None,
+    effect: str | None = None,
+) -> GenerationOptions:
+    """Apply defaults and check every option and combination; raise OptionRejected."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise OptionRejected("The prompt is empty: describe the motion you want to see.")
+    if len(prompt) > PROMPT_MAX:
+        raise OptionRejected(
+            f"The prompt is {len(prompt)} characters; the limit is {PROMPT_MAX}: shorten it."
+        )
+    negative = (negative_prompt or "").strip() or None
+    if negative is not None and len(negative) > PROMPT_MAX:
+        raise OptionRejected(
+            f"The negative prompt is {len(negative)} characters; the limit is {PROMPT_MAX}: "
+            "shorten it."
+        )
+    chosen_model = _enum(Model, model, defaults.model, "model")
+    chosen_quality = _enum(Quality, quality, defaults.quality, "quality")
+    chosen_motion = _enum(Motion, motion, Motion.NORMAL, "motion")
+    chosen_duration = defaults.duration if duration is None else duration
+    chosen_style = _enum(Style, style, None, "style") if style else None
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise OptionRejected(f"The seed must be between 0 and {SEED_MAX}; {seed} is not.")
+    try:
+        check_combination(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
+    except RuleViolation as exc:
+        raise OptionRejected(str(exc)) from None
+
+    notes: list[str] = []
+    if chosen_style is not None and chosen_model not in STYLE_MODELS:
+        # §4.1: style is only effective on v3.5, so it is not sent with another model.
+        notes.append(
+            f"Style “{chosen_style.value}” only works with model v3.5, so it was left out."
+        )
+        chosen_style = None
+
+    template_id = None
+    effect_name = None
+    if effect:
+        effect_name, template_id = _effect(effect, effects)
+
+    return GenerationOptions(
+        prompt=prompt,
+        model=chosen_model,
+        quality=chosen_quality,
+        duration=chosen_duration,
+        motion=chosen_motion,
+        negative_prompt=negative,
+        style=chosen_style,
+        seed=random_seed() if seed is None else seed,
+        effect=effect_name,
+        template_id=template_id,
+        notes=tuple(notes),
+    )
+
+
+def _enum(kind: type[EnumT], value: str | None, default: Any, name: str) -> EnumT:
+    if value is None or value == "":
+        return default  # type: ignore[no-any-return]
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise OptionRejected(f"{value!r} is not a {name}: choose one of {allowed}.") from None
+
+
+def _effect(requested: str, effects: dict[str, int]) -> tuple[str, int]:
+    if not effects:
+        raise OptionRejected("No effects are available on this bot: leave the effect option out.")
+    wanted = requested.strip().casefold()
+    for name, template_id in effects.items():
+        if name.casefold() == wanted or str(template_id) == wanted:
+            return name, template_id
+    listed = ", ".join(sorted(effects))
+    raise OptionRejected(f"There is no effect {requested!r}: choose one of {listed}.")

@@ -1,0 +1,261 @@
+"""An async PixVerse API client on one injected aiohttp session.
+
+Shaped after discord.py's ``http.py``: URLs are built in one place, every answer is checked
+for HTTP status *and* ErrCode, and failures become the exceptions of ``errors.py``.
+
+Retries are bounded, with exponential backoff and jitter, and only for transient failures.
+A generate POST is retried with the *same* ``Ai-trace-id``: PixVerse treats a repeated trace
+id as the same request and does not start a second video (pixverse-api.md §1.1), so a retry
+after a lost answer cannot double-charge. Every other call gets a fresh trace id per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from json import loads as json_loads
+from typing import Any, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from bot.pixverse.errors import (
+    PixVerseError,
+    TransientError,
+    error_for_code,
+    error_for_http_status,
+)
+from bot.pixverse.models import (
+    Balance,
+    Envelope,
+    ExtendRequest,
+    GeneratedVideo,
+    ImageToVideoRequest,
+    TextToVideoRequest,
+    UploadedImage,
+    UploadedMedia,
+    VideoResult,
+)
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/openapi/v2"
+ResponseT = TypeVar("ResponseT", bound=BaseModel)
+
+
+def new_trace_id() -> str:
+    """A fresh trace id; PixVerse wants a unique UUID-like value per request (§1.1)."""
+    return str(uuid.uuid4())
+
+
+class DownloadTooLarge(Exception):
+    """The file is larger than the caller's limit; nothing past the limit was read."""
+
+    def __init__(self, limit: int, size: int | None) -> None:
+        super().__init__(f"file exceeds {limit} bytes")
+        self.limit = limit
+        self.size = size
+
+
+class PixVerseClient:
+    """Talks to one PixVerse base URL with one API key. Create once and share."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 30.0,
+        upload_timeout: float = 120.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._upload_timeout = aiohttp.ClientTimeout(total=upload_timeout)
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+
+    def __repr__(self) -> str:
+        # The key never appears in a repr, a log line or an exception.
+        return f"PixVerseClient(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    async def balance(self) -> Balance:
+        return await self._call("GET", "/account/balance", Balance)
+
+    async def upload_image(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
+        def form() -> aiohttp.FormData:
+            body = aiohttp.FormData()
+            body.add_field("image", data, filename=filename, content_type=content_type)
+            return body
+
+        return await self._call("POST", "/image/upload", UploadedImage, form=form, upload=True)
+
+    async def upload_media(self, data: bytes, *, filename: str, content_type: str) -> UploadedMedia:
+        def form() -> aiohttp.FormData:
+            body = aiohttp.FormData()
+            body.add_field("file", data, filename=filename, content_type=content_type)
+            return body
+
+        return await self._call("POST", "/media/upload", UploadedMedia, form=form, upload=True)
+
+    async def image_to_video(self, request: ImageToVideoRequest, *, trace_id: str) -> int:
+        return await self._generate("/video/img/generate", request.body(), trace_id)
+
+    async def text_to_video(self, request: TextToVideoRequest, *, trace_id: str) -> int:
+        return await self._generate("/video/text/generate", request.body(), trace_id)
+
+    async def extend(self, request: ExtendRequest, *, trace_id: str) -> int:
+        return await self._generate("/video/extend/generate", request.body(), trace_id)
+
+    async def result(self, video_id: int) -> VideoResult:
+        return await self._call("GET", f"/video/result/{int(video_id)}", VideoResult)
+
+    async def download(self, url: str, *, max_bytes: int) -> bytes:
+        """Stream a finished video, refusing to hold more than ``max_bytes`` in memory.
+
+        The result URL is PixVerse's CDN, which needs no key: the key is not sent there.
+        """
+
+        async def attempt() -> bytes:
+            async with self._session.get(url, timeout=self._upload_timeout) as response:
+                if response.status != 200:
+                    raise error_for_http_status(
+                        response.status, f"video download answered HTTP {response.status}"
+                    )
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise DownloadTooLarge(max_bytes, declared)
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DownloadTooLarge(max_bytes, declared)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+        return await self._with_retries("download", attempt)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _generate(self, path: str, body: dict[str, Any], trace_id: str) -> int:
+        generated = await self._call("POST", path, GeneratedVideo, json=body, trace_id=trace_id)
+        return generated.video_id
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[ResponseT],
+        *,
+        json: dict[str, Any] | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+        trace_id: str | None = None,
+        upload: bool = False,
+    ) -> ResponseT:
+        url = f"{self._base_url}{API_PREFIX}{path}"
+        timeout = self._upload_timeout if upload else self._timeout
+
+        async def attempt() -> ResponseT:
+            headers = {
+                "API-KEY": self._api_key,
+                # A fixed trace id only where a repeat must be recognised as the same request.
+                "Ai-trace-id": trace_id or new_trace_id(),
+            }
+            # A FormData body can be sent once only, so each attempt builds its own.
+            data = form() if form is not None else None
+            async with self._session.request(
+                method, url, headers=headers, json=json, data=data, timeout=timeout
+            ) as response:
+                payload = await _read_json(response)
+                return _unwrap(response, payload, model)
+
+        return await self._with_retries(f"{method} {path}", attempt)
+
+    async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        for number in range(1, self._max_attempts + 1):
+            try:
+                return await attempt()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                error: TransientError = TransientError(
+                    f"PixVerse did not answer {what}: {type(exc).__name__}"
+                )
+            except TransientError as exc:
+                error = exc
+            if number == self._max_attempts:
+                raise error
+            delay = self._backoff(number, error.retry_after)
+            log.warning(
+                "PixVerse %s failed (%s); attempt %d of %d, retrying in %.1fs",
+                what,
+                error.message,
+                number,
+                self._max_attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self._backoff_cap * 4)
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+
+async def _read_json(response: aiohttp.ClientResponse) -> Any:
+    text = await response.text(errors="replace")
+    try:
+        return json_loads(text)
+    except ValueError:
+        return None
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _unwrap(response: aiohttp.ClientResponse, payload: Any, model: type[ResponseT]) -> ResponseT:
+    envelope: Envelope | None = None
+    if isinstance(payload, dict):
+        try:
+            envelope = Envelope.model_validate(payload)
+        except ValidationError:
+            envelope = None
+    # A non-zero ErrCode wins over the HTTP status: §1.2 documents moderation as HTTP 500
+    # with an envelope, and that must not be retried as a server error.
+    if envelope is not None and envelope.err_code != 0:
+        raise error_for_code(envelope.err_code, envelope.err_msg, http_status=response.status)
+    if response.status >= 300 or envelope is None:
+        raise error_for_http_status(
+            response.status,
+            f"PixVerse answered HTTP {response.status} without a valid envelope",
+            retry_after=_retry_after(response),
+        )
+    try:
+        return model.model_validate(envelope.resp)
+    except ValidationError as exc:
+        raise PixVerseError(
+            f"PixVerse answered an unexpected {model.__name__}: {exc.error_count()} problem(s)"
+        ) from None

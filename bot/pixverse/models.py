@@ -1,0 +1,145 @@
+"""Typed requests and responses of the PixVerse API (pixverse-api.md §2–§5).
+
+Nothing past the client sees a raw dict: responses are validated here, at the boundary.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.pixverse.rules import PROMPT_MAX, SEED_MAX, Model, Motion, Quality, Style
+
+
+class VideoStatus(IntEnum):
+    """Result status codes (§5.1). Codes not listed are treated as still running."""
+
+    DONE = 1
+    GENERATING = 5
+    DELETED = 6
+    MODERATED = 7
+    FAILED = 8
+
+    @classmethod
+    def terminal(cls) -> frozenset[int]:
+        return frozenset({cls.DONE, cls.DELETED, cls.MODERATED, cls.FAILED})
+
+
+class Envelope(BaseModel):
+    """Every answer: ``{"ErrCode", "ErrMsg", "Resp"}``; the upload-moderation HTTP 500 variant
+    uses lower-case keys (§1.2), so both spellings are accepted."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    err_code: int = Field(alias="ErrCode")
+    err_msg: str = Field(default="", alias="ErrMsg")
+    resp: Any = Field(default=None, alias="Resp")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_lower_case(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ErrCode" not in data and "err_code" in data:
+            return {
+                "ErrCode": data["err_code"],
+                "ErrMsg": data.get("err_msg", ""),
+                "Resp": data.get("resp"),
+            }
+        return data
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Balance(_Response):
+    account_id: int
+    credit_monthly: int = 0
+    credit_package: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.credit_monthly + self.credit_package
+
+
+class UploadedImage(_Response):
+    img_id: int
+    img_url: str = ""
+
+
+class UploadedMedia(_Response):
+    media_id: int
+    media_type: str = "video"
+    url: str = ""
+
+
+class GeneratedVideo(_Response):
+    video_id: int
+
+
+class VideoResult(_Response):
+    id: int
+    status: int
+    url: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    style: str | None = None
+    seed: int | None = None
+    resolution_ratio: int | None = None
+    output_width: int | None = Field(default=None, alias="outputWidth")
+    output_height: int | None = Field(default=None, alias="outputHeight")
+    # §5: `size` is not a byte count (a 2 MB clip reported 5); kept only for display.
+    size: float | None = None
+    create_time: str | None = None
+    modify_time: str | None = None
+    credits: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in VideoStatus.terminal()
+
+    @property
+    def video_url(self) -> str | None:
+        """The download URL, which §10 says is valid only once the status is 1."""
+        return self.url if self.status == VideoStatus.DONE and self.url else None
+
+
+class _GenerateRequest(BaseModel):
+    """Fields shared by every generate body (§4.2, §4.3, §4.5)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+    prompt: str = Field(min_length=1, max_length=PROMPT_MAX)
+    model: Model
+    duration: int
+    quality: Quality
+    negative_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    motion_mode: Motion | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    style: Style | None = None
+    template_id: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: absent options are left out, ids stay JSON numbers (§1)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ImageToVideoRequest(_GenerateRequest):
+    img_id: int
+
+
+class TextToVideoRequest(_GenerateRequest):
+    aspect_ratio: str = "16:9"
+
+
+class ExtendRequest(_GenerateRequest):
+    source_video_id: int | None = None
+    video_media_id: int | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ExtendRequest:
+        # §4.5: source_video_id XOR video_media_id.
+        if (self.source_video_id is None) == (self.video_media_id is None):
+            raise ValueError("extend needs exactly one of source_video_id or video_media_id")
+        return self

@@ -1,0 +1,133 @@
+"""The bot's settings: environment variables (and `.env`), validated once at start-up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from bot.pixverse.rules import DURATIONS, Model, Quality
+
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class Settings(BaseSettings):
+    """Every variable of interface.md; names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    discord_token: SecretStr = Field(min_length=1)
+    pixverse_api_key: SecretStr | None = None
+    pixverse_base_url: str = "https://app-api.pixverse.ai"
+    database_path: Path = Path("data/bot.sqlite3")
+    dev_guild_id: int | None = Field(default=None, gt=0)
+    default_model: Model = Model.V4_5
+    default_quality: Quality = Quality.P540
+    default_duration: int = 5
+    daily_credits: int = Field(default=150, ge=0)
+    max_active_jobs: int = Field(default=5, ge=1, le=100)
+    max_jobs_per_user: int = Field(default=2, ge=1, le=50)
+    pixverse_webhook_secret: SecretStr | None = None
+    webhook_port: int | None = Field(default=None, ge=1, le=65535)
+    pixverse_effects: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    # Operator overrides of pixverse-api.md §8 prices, keyed "model/quality/duration/motion".
+    credit_costs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    log_level: str = "INFO"
+
+    # Not environment variables: set from the command line by `python -m bot`.
+    simulate: bool = Field(default=False, exclude=True)
+
+    @field_validator("pixverse_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("default_duration")
+    @classmethod
+    def _check_duration(cls, value: int) -> int:
+        if value not in DURATIONS:
+            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        upper = value.strip().upper()
+        if upper not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return upper
+
+    @field_validator("pixverse_effects", "credit_costs", mode="before")
+    @classmethod
+    def _parse_json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object ({exc.msg})") from None
+            if not isinstance(value, dict):
+                raise ValueError('must be a JSON object like {"name": 123}')
+        return value
+
+    @field_validator("pixverse_effects", "credit_costs")
+    @classmethod
+    def _no_negative_numbers(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, number in value.items():
+            if number < 0:
+                raise ValueError(f"value for {key!r} must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhook_pair(self) -> Settings:
+        if (self.pixverse_webhook_secret is None) != (self.webhook_port is None):
+            missing = "WEBHOOK_PORT" if self.webhook_port is None else "PIXVERSE_WEBHOOK_SECRET"
+            raise ValueError(f"{missing} must be set together with the other webhook setting")
+        return self
+
+    @property
+    def pixverse_key(self) -> str:
+        """The API key to send; empty only in simulate mode, where the simulator takes any."""
+        return self.pixverse_api_key.get_secret_value() if self.pixverse_api_key else ""
+
+
+class SettingsProblem(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_settings(*, simulate: bool = False, env_file: str | Path | None = ".env") -> Settings:
+    """Read and validate settings; raise SettingsProblem with one line naming the variable."""
+    try:
+        settings = Settings(_env_file=env_file, simulate=simulate)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsProblem(_describe(exc)) from None
+    except SettingsError as exc:
+        raise SettingsProblem(f"invalid setting: {exc}") from None
+    if not simulate and settings.pixverse_api_key is None:
+        raise SettingsProblem(
+            "PIXVERSE_API_KEY is required (or start with --simulate to use the simulator)"
+        )
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = error.get("loc") or ()
+    field = str(location[0]) if location else ""
+    name = field.upper() if field else "settings"
+    if error.get("type") == "missing":
+        return f"{name} is required but not set"
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{name} is invalid: {message}"

@@ -1,0 +1,1 @@
+"""Slash-command extensions: each module is a thin Discord adapter ending in ``setup(bot)``."""

@@ -1,0 +1,69 @@
+"""Option validation: every refusal says what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.jobs.options import Defaults, GenerationOptions, OptionRejected, build_options
+from bot.pixverse.rules import Model, Motion, Quality
+
+DEFAULTS = Defaults(Model.V4_5, Quality.P540, 5)
+EFFECTS = {"Kiss kiss": 315446315336768}
+
+
+def build(**kwargs):
+    return build_options(defaults=DEFAULTS, effects=EFFECTS, **{"prompt": "a cat", **kwargs})
+
+
+def test_defaults_fill_in_and_a_seed_is_chosen():
+    options = build()
+    assert (options.model, options.quality, options.duration, options.motion) == (
+        Model.V4_5,
+        Quality.P540,
+        5,
+        Motion.NORMAL,
+    )
+    assert 0 <= options.seed <= 2147483647
+    assert options.cost() == 45
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompt": "   "}, "prompt is empty"),
+        ({"prompt": "x" * 2049}, "2049 characters; the limit is 2048"),
+        ({"negative_prompt": "x" * 2049}, "negative prompt"),
+        ({"quality": "1080p", "duration": 8}, "1080p supports 5 s only"),
+        ({"motion": "fast", "duration": 8}, "Fast motion supports 5 s only"),
+        ({"motion": "fast", "quality": "1080p"}, "1080p has no fast motion"),
+        ({"model": "v5", "motion": "fast"}, "v5 has no fast motion"),
+        ({"seed": -1}, "between 0 and 2147483647"),
+        ({"seed": 2147483648}, "between 0 and 2147483647"),
+        ({"model": "v9"}, "choose one of"),
+        ({"effect": "Explode"}, "choose one of Kiss kiss"),
+    ],
+)
+def test_refusals_say_what_to_change(kwargs, message):
+    with pytest.raises(OptionRejected, match=message):
+        build(**kwargs)
+
+
+def test_style_on_another_model_is_dropped_with_a_note():
+    options = build(style="anime")
+    assert options.style is None
+    assert "only works with model v3.5" in options.notes[0]
+    assert build(style="anime", model="v3.5").style.value == "anime"
+
+
+def test_effect_maps_to_its_template_id():
+    options = build(effect="kiss KISS")
+    assert (options.effect, options.template_id) == ("Kiss kiss", 315446315336768)
+
+
+def test_v5_allows_1080p_8s_at_its_price():
+    assert build(model="v5", quality="1080p", duration=8).cost() == 240
+
+
+def test_round_trip_through_json():
+    options = build(negative_prompt="blur", seed=7, style="clay", model="v3.5")
+    assert GenerationOptions.from_json(options.to_json()) == options
