@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.extensions import walk_extensions
 from bot.pixverse import PixVerseClient
-from bot.store import Database
+from bot.store import Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
 
@@ -45,7 +45,7 @@ class PixBot(commands.Bot):
 
     http_session: aiohttp.ClientSession
     pixverse: PixVerseClient
-    db: Database
+    store: Store
 
     def __init__(self, settings: Settings, *, force_global_sync: bool = False) -> None:
         super().__init__(
@@ -74,13 +74,15 @@ class PixBot(commands.Bot):
         )
         base_url, api_key = await self._pixverse_endpoint()
         self.pixverse = PixVerseClient(self.http_session, base_url=base_url, api_key=api_key)
-        self.db = await Database.open(self.settings.database_path)
+        self.store = await Store.open(
+            self.settings.database_path, cost_overrides=self.settings.credit_costs
+        )
         await self.setup_services()
         for extension in walk_extensions():
             await self.load_extension(extension)
         self.synced = await sync_commands(
             self.tree,
-            self.db,
+            self.store.db,
             dev_guild_id=self.settings.dev_guild_id,
             force_global=self.force_global_sync,
         )
@@ -122,9 +124,9 @@ class PixBot(commands.Bot):
             await session.close()
         if self.simulator is not None:
             await self.simulator.stop()
-        db = getattr(self, "db", None)
-        if db is not None:
-            await db.close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            await store.close()
         log.info("Shut down cleanly")
 
     async def teardown_services(self) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs.options import Defaults, GenerationOptions, OptionRejected, build_options
-from bot.pixverse.rules import Model, Motion, Quality
+from bot.jobs.options import Defaults, OptionRejected, build_options
+from bot.pixverse.rules import Model, Motion, Quality, credit_cost
 
 DEFAULTS = Defaults(Model.V4_5, Quality.P540, 5)
 EFFECTS = {"Kiss kiss": 315446315336768}
@@ -24,7 +24,7 @@ def test_defaults_fill_in_and_a_seed_is_chosen():
         Motion.NORMAL,
     )
     assert 0 <= options.seed <= 2147483647
-    assert options.cost() == 45
+    assert credit_cost(options.combination) == 45
 
 
 @pytest.mark.parametrize(
@@ -61,9 +61,9 @@ def test_effect_maps_to_its_template_id():
 
 
 def test_v5_allows_1080p_8s_at_its_price():
-    assert build(model="v5", quality="1080p", duration=8).cost() == 240
+    assert credit_cost(build(model="v5", quality="1080p", duration=8).combination) == 240
 
 
 def test_round_trip_through_json():
     options = build(negative_prompt="blur", seed=7, style="clay", model="v3.5")
-    assert GenerationOptions.from_json(options.to_json()) == options
+    assert type(options).model_validate_json(options.model_dump_json()) == options

@@ -6,7 +6,7 @@ Every refusal says what to change. The rules themselves live in ``bot.pixverse.r
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.pixverse.rules import (
@@ -20,8 +20,8 @@ from bot.pixverse.rules import (
     RuleViolation,
     Style,
     check_combination,
-    credit_cost,
 )
+from bot.store.models import JobParams, JobSource
 
 EnumT = TypeVar("EnumT", Model, Quality, Motion, Style)
 
@@ -30,54 +30,6 @@ class OptionRejected(ValueError):
     """An option or combination PixVerse would refuse; the message says what to change."""
 
     user_facing = True
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationOptions:
-    """What one generation asks PixVerse for, after defaults and validation."""
-
-    prompt: str
-    model: Model
-    quality: Quality
-    duration: int
-    motion: Motion = Motion.NORMAL
-    negative_prompt: str | None = None
-    style: Style | None = None
-    seed: int = 0
-    effect: str | None = None
-    template_id: int | None = None
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def combination(self) -> Combination:
-        return Combination(self.model, self.quality, self.duration, self.motion)
-
-    def cost(self, overrides: dict[str, int] | None = None) -> int:
-        return credit_cost(self.combination, overrides)
-
-    def with_seed(self, seed: int) -> GenerationOptions:
-        return replace(self, seed=seed)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["notes"] = list(self.notes)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GenerationOptions:
-        return cls(
-            prompt=data["prompt"],
-            model=Model(data["model"]),
-            quality=Quality(data["quality"]),
-            duration=int(data["duration"]),
-            motion=Motion(data.get("motion") or Motion.NORMAL),
-            negative_prompt=data.get("negative_prompt"),
-            style=Style(data["style"]) if data.get("style") else None,
-            seed=int(data.get("seed") or 0),
-            effect=data.get("effect"),
-            template_id=data.get("template_id"),
-            notes=tuple(data.get("notes") or ()),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +56,8 @@ def build_options(
     style: str | None = None,
     seed: int | None = None,
     effect: str | None = None,
-) -> GenerationOptions:
+    source: JobSource = JobSource.IMAGE,
+) -> JobParams:
     """Apply defaults and check every option and combination; raise OptionRejected."""
     prompt = (prompt or "").strip()
     if not prompt:
@@ -144,7 +97,8 @@ def build_options(
     if effect:
         effect_name, template_id = _effect(effect, effects)
 
-    return GenerationOptions(
+    return JobParams(
+        source=source,
         prompt=prompt,
         model=chosen_model,
         quality=chosen_quality,

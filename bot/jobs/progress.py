@@ -1,0 +1,73 @@
+"""The one narrow interface through which the runner reports a job's progress.
+
+The runner knows nothing of Discord: it hands a ``JobUpdate`` to a ``ProgressReporter``.
+The Discord side implements it (edit via the interaction token, else via the channel,
+coalesced); tests and benchmarks use a recording implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.store.models import FINAL_STATES, JobParams, JobState
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFile:
+    """The finished video, downloaded within the destination's upload limit."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTarget:
+    """Where a job's status message lives. Opaque to the runner: the Discord side fills it."""
+
+    channel_id: int
+    message_id: int | None = None
+    token: str | None = None  # the interaction token, valid until token_expires_at
+    token_expires_at: float | None = None  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """Everything a status message shows about one job at one moment."""
+
+    job_id: int
+    state: JobState
+    guild_id: int
+    channel_id: int
+    owner_id: int
+    kind: str
+    params: JobParams
+    cost: int
+    target: StatusTarget
+    simulated: bool = False
+    parent_job_id: int | None = None
+    queue_position: int | None = None
+    waiting: str | None = None  # why a queued job is not moving, e.g. PixVerse is busy
+    elapsed: float | None = None  # seconds since PixVerse accepted the job
+    estimate: float | None = None  # expected total generation seconds
+    video: VideoFile | None = None
+    video_url: str | None = None
+    error: str | None = None
+    refunded: bool = False
+    credits_left: int | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class ProgressReporter(Protocol):
+    async def show(self, update: JobUpdate) -> StatusTarget | None:
+        """Show ``update`` on the job's status message; return where it now lives.
+
+        Intermediate updates may be coalesced or dropped. A final update is delivered
+        before this returns: to the status message, else (deleted) to a new message, whose
+        target is returned so the runner can remember it. None means it could not be
+        delivered at all (the channel is gone or the bot lost access).
+        """
+        ...

@@ -1,0 +1,32 @@
+"""A local PixVerse API (pixverse-api.md) for trying and testing the bot without credits.
+
+Run it alone with ``python -m bot.simulator --port 8765``, in-process with
+``python -m bot --simulate``, or from tests::
+
+    async with Simulator(SimulatorConfig(gen_time=0.2)) as sim:
+        client = PixVerseClient(session, base_url=sim.base_url, api_key="any")
+
+A prompt containing ``MODERATION_MARKER`` ends in status 7 (moderation, refunded).
+"""
+
+from __future__ import annotations
+
+from bot.simulator.config import NO_HD, SimulatorConfig
+from bot.simulator.faults import Fault, FaultKind, Route
+from bot.simulator.server import Simulator, create_app
+from bot.simulator.state import MODERATION_MARKER, Job, RecordedRequest, SimState, Upload
+
+__all__ = [
+    "MODERATION_MARKER",
+    "NO_HD",
+    "Fault",
+    "FaultKind",
+    "Job",
+    "RecordedRequest",
+    "Route",
+    "SimState",
+    "Simulator",
+    "SimulatorConfig",
+    "Upload",
+    "create_app",
+]

@@ -1,0 +1,55 @@
+"""How a simulated PixVerse account behaves: timings, failures, credits, limits, effects."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.pixverse.rules import Quality
+
+# Effects that refuse HD output answer 500071 at 720p/1080p (pixverse-api.md §4.1, §6).
+NO_HD: frozenset[Quality] = frozenset({Quality.P720, Quality.P1080})
+
+# The example template ids quoted in pixverse-api.md §4.3 ("kiss kiss", "Muscle Surge", the
+# docs' own example), activated by default so an operator can try /video effect at once.
+DEFAULT_TEMPLATES: dict[int, frozenset[Quality]] = {
+    315446315336768: frozenset(),
+    308621408717184: frozenset(),
+    302325299692608: frozenset(),
+}
+
+
+class SimulatorConfig(BaseModel):
+    """Settings of one simulator; changing a field on a running simulator takes effect at once."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    # None (or "") accepts any non-empty API-KEY; the real service has one key per account.
+    api_key: str | None = Field(default=None, repr=False)
+    gen_time: float = Field(default=10.0, ge=0)  # seconds a job stays at status 5
+    failure_rate: float = Field(default=0.0, ge=0, le=1)  # share of jobs that end in status 8
+    max_concurrent: int = Field(default=5, ge=1)  # jobs at status 5 per key (500044 above it)
+    balance: int = Field(default=100_000, ge=0)  # starting `credit_package` of each account
+    monthly_credits: int = Field(default=0, ge=0)  # starting `credit_monthly`; spent first
+    seed: int | None = None  # seeds outcomes, seeds and file names for reproducible runs
+    # Template id -> the qualities that template refuses (500071); any other id gives 500070.
+    activated_templates: dict[int, frozenset[Quality]] = Field(
+        default_factory=lambda: dict(DEFAULT_TEMPLATES)
+    )
+    # Pad every served video to this many bytes (a trailing mp4 `free` box keeps it playable).
+    video_size_bytes: int | None = Field(default=None, ge=0)
+    # Scheme://host[:port] put in returned URLs; default: the host the client connected to.
+    public_base_url: str | None = None
+    # §1.1 consequence B: result polls reusing a trace id get the first answer, frozen.
+    stale_get: bool = False
+    # §5.1 / §6.1: a job still generating after 10 min no longer holds a concurrency slot.
+    slot_release_after: float = Field(default=600.0, gt=0)
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_means_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None

@@ -1,0 +1,210 @@
+"""Parse and check a generate body the way PixVerse does (pixverse-api.md §4.1–§4.5).
+
+Only the checks that need no account state live here; ids, templates, credits and
+concurrency are checked by the account. Order: missing fields (400011), types and
+enums (400013), lengths (400018/400019), then cross-field rules (400017).
+Unknown fields are ignored, as a JSON binder does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from bot.pixverse.rules import (
+    PROMPT_MAX,
+    SEED_MAX,
+    Combination,
+    Model,
+    Motion,
+    Quality,
+    RuleViolation,
+    Style,
+    check_combination,
+)
+from bot.simulator.errors import (
+    BAD_BINDING,
+    EMPTY_PARAMETER,
+    INVALID_PARAMETER,
+    NEGATIVE_PROMPT_TOO_LONG,
+    PROMPT_TOO_LONG,
+    ApiError,
+)
+
+
+class Kind(StrEnum):
+    IMAGE = "img"
+    TEXT = "text"
+    EXTEND = "extend"
+
+
+ASPECT_RATIOS = frozenset({"16:9", "4:3", "1:1", "3:4", "9:16"})  # §4.1 (v3.5–v5)
+# §4.1: the documented list plus the t2v guide's `auto_camera`.
+CAMERA_MOVEMENTS = frozenset(
+    {
+        "horizontal_left",
+        "horizontal_right",
+        "vertical_up",
+        "vertical_down",
+        "zoom_in",
+        "zoom_out",
+        "crane_up",
+        "quickly_zoom_in",
+        "quickly_zoom_out",
+        "smooth_zoom_in",
+        "camera_rotation",
+        "robo_arm",
+        "super_dolly_out",
+        "whip_pan",
+        "hitchcock",
+        "left_follow",
+        "right_follow",
+        "pan_left",
+        "pan_right",
+        "fix_bg",
+        "auto_camera",
+    }
+)
+CAMERA_MODELS = frozenset({Model.V4, Model.V4_5})  # §4.1: camera_movement only on v4/v4.5
+ID_MAX = 2**64 - 1  # §1: ids are uint64
+E = TypeVar("E", bound=StrEnum)
+
+_REQUIRED: dict[Kind, tuple[str, ...]] = {
+    Kind.TEXT: ("prompt", "model", "duration", "quality", "aspect_ratio"),  # §4.2
+    Kind.IMAGE: ("prompt", "model", "duration", "quality", "img_id"),  # §4.3
+    Kind.EXTEND: ("prompt", "model", "duration", "quality"),  # §4.5 (+ one source id)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateParams:
+    kind: Kind
+    prompt: str
+    model: Model
+    duration: int
+    quality: Quality
+    motion: Motion = Motion.NORMAL
+    negative_prompt: str | None = None
+    style: Style | None = None
+    seed: int | None = None
+    template_id: int | None = None
+    camera_movement: str | None = None
+    aspect_ratio: str | None = None
+    img_id: int | None = None
+    source_video_id: int | None = None
+    video_media_id: int | None = None
+
+    @property
+    def combination(self) -> Combination:
+        return Combination(self.model, self.quality, self.duration, self.motion)
+
+
+def parse_generate(kind: Kind, body: Any) -> GenerateParams:
+    """The checked parameters of one generate body, or ApiError with PixVerse's code."""
+    if not isinstance(body, dict):
+        raise ApiError(BAD_BINDING, "invalid binding request: body must be a JSON object")
+    for name in _REQUIRED[kind]:
+        value = body.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ApiError(EMPTY_PARAMETER, f"{name} is required")
+
+    prompt = _string(body, "prompt")
+    assert prompt is not None  # checked as required above
+    negative = _string(body, "negative_prompt")
+    model = _enum(body, "model", Model)
+    quality = _enum(body, "quality", Quality)
+    motion = _enum(body, "motion_mode", Motion) or Motion.NORMAL
+    style = _enum(body, "style", Style)
+    duration = _integer(body, "duration", 0, ID_MAX)
+    seed = _integer(body, "seed", 0, SEED_MAX)
+    aspect_ratio = _choice(body, "aspect_ratio", ASPECT_RATIOS) if kind is Kind.TEXT else None
+    camera = _choice(body, "camera_movement", CAMERA_MOVEMENTS)
+    template_id = _integer(body, "template_id", 1, ID_MAX)
+    img_id = _integer(body, "img_id", 1, ID_MAX) if kind is Kind.IMAGE else None
+    source_id = _integer(body, "source_video_id", 1, ID_MAX) if kind is Kind.EXTEND else None
+    media_id = _integer(body, "video_media_id", 1, ID_MAX) if kind is Kind.EXTEND else None
+    for flag in ("water_mark", "sound_effect_switch", "lip_sync_switch"):
+        if flag in body and body[flag] is not None and not isinstance(body[flag], bool):
+            raise ApiError(BAD_BINDING, f"invalid binding request: {flag} must be a boolean")
+    assert model is not None and quality is not None and duration is not None
+
+    if len(prompt) > PROMPT_MAX:
+        raise ApiError(PROMPT_TOO_LONG, f"prompt is longer than {PROMPT_MAX} characters")
+    if negative is not None and len(negative) > PROMPT_MAX:
+        raise ApiError(
+            NEGATIVE_PROMPT_TOO_LONG, f"negative_prompt is longer than {PROMPT_MAX} characters"
+        )
+
+    params = GenerateParams(
+        kind=kind,
+        prompt=prompt,
+        model=model,
+        duration=duration,
+        quality=quality,
+        motion=motion,
+        negative_prompt=negative,
+        style=style,
+        seed=seed,
+        template_id=template_id,
+        camera_movement=camera,
+        aspect_ratio=aspect_ratio,
+        img_id=img_id,
+        source_video_id=source_id,
+        video_media_id=media_id,
+    )
+    try:
+        check_combination(params.combination)
+    except RuleViolation as exc:
+        raise ApiError(INVALID_PARAMETER, str(exc)) from None
+    if kind is Kind.EXTEND and (source_id is None) == (media_id is None):
+        # §4.5: the two sources are mutually exclusive and one is needed.
+        raise ApiError(
+            INVALID_PARAMETER, "exactly one of source_video_id or video_media_id is required"
+        )
+    if camera is not None:
+        if template_id is not None:  # §4.1: camera_movement XOR template_id
+            raise ApiError(INVALID_PARAMETER, "camera_movement cannot be used with template_id")
+        if model not in CAMERA_MODELS:
+            raise ApiError(INVALID_PARAMETER, "camera_movement is only supported on v4 and v4.5")
+    return params
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(BAD_BINDING, f"invalid binding request: {name} must be a string")
+    return value
+
+
+def _choice(body: dict[str, Any], name: str, allowed: frozenset[str]) -> str | None:
+    value = _string(body, name)
+    if value is not None and value not in allowed:
+        raise ApiError(BAD_BINDING, f"invalid binding request: {name} {value!r} is not supported")
+    return value
+
+
+def _enum(body: dict[str, Any], name: str, enum: type[E]) -> E | None:
+    value = _string(body, name)
+    if value is None:
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        raise ApiError(
+            BAD_BINDING, f"invalid binding request: {name} {value!r} is not supported"
+        ) from None
+
+
+def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """A JSON integer in [low, high]; §1: a quoted id is refused, and so is a bool or float."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(BAD_BINDING, f"invalid binding request: {name} must be an integer")
+    if not low <= value <= high:
+        raise ApiError(BAD_BINDING, f"invalid binding request: {name} {value} is out of range")
+    return value

@@ -1,0 +1,318 @@
+"""The one SQLite connection of the bot, and how work reaches it.
+
+aiosqlite runs a single worker thread per connection and executes requests in order; every
+``await`` on it is a thread hop. So the store runs each write transaction as one synchronous
+function on that thread (``write``), and batches the transactions that arrive while the
+previous batch runs into one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each inside its own
+SAVEPOINT so one caller's error or refusal never undoes another's work. ``transaction()`` is
+the general form for code that must await between statements; it holds the same lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from bot.store.migrations import MIGRATIONS, migrate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
+SyncFn = Callable[[sqlite3.Connection], T]
+
+BUSY_TIMEOUT_MS = 10_000
+# Bounds one batch so a burst cannot hold the write lock (and the other connection) for long.
+MAX_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    rowcount: int
+    lastrowid: int | None
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
+    conn.row_factory = sqlite3.Row
+    # Wait for another connection's write lock (a restart overlapping the old process)
+    # instead of failing with "database is locked".
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+    conn.execute("PRAGMA foreign_keys = ON")
+    # In WAL mode NORMAL loses at most the last transactions on power loss, never integrity.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return mode
+
+
+def _exec(conn: sqlite3.Connection, sql: str, params: Params) -> ExecResult:
+    cursor = conn.execute(sql, params)
+    return ExecResult(cursor.rowcount, cursor.lastrowid)
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row | None:
+    return cast("sqlite3.Row | None", conn.execute(sql, params).fetchone())
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _run_batch(conn: sqlite3.Connection, fns: Sequence[SyncFn[Any]]) -> list[tuple[bool, Any]]:
+    """Run write functions in one transaction; returns (ok, result or exception) for each."""
+    outcomes: list[tuple[bool, Any]] = []
+    single = len(fns) == 1
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            if single:
+                try:
+                    outcomes.append((True, fn(conn)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK")
+                    return [(False, exc)]
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                result = fn(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE op")
+                outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _read(conn: sqlite3.Connection, fn: SyncFn[T]) -> T:
+    # A deferred transaction gives several SELECTs one consistent snapshot.
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+class Transaction:
+    """An open ``BEGIN IMMEDIATE`` transaction; see ``Database.transaction``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.closed = False
+
+    async def run(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)`` inside this transaction in one thread hop."""
+        if self.closed:
+            raise RuntimeError("transaction already finished")
+        return await self._db._call(fn)
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        return await self.run(lambda conn: _exec(conn, sql, params))
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return await self.run(lambda conn: _fetch_one(conn, sql, params))
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self.run(lambda conn: _fetch_all(conn, sql, params))
+
+
+class Database:
+    """One long-lived aiosqlite connection in WAL mode, with serialized write transactions."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        """Use ``Database.open``."""
+        self._conn = conn
+        self._raw: sqlite3.Connection = conn._conn
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._queue: list[tuple[SyncFn[Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._tx_owner: asyncio.Task[Any] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        migrations: Sequence[str] = MIGRATIONS,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> Database:
+        """Open (creating the file and its folder) and migrate the database at ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: the store issues BEGIN/COMMIT itself, never Python's implicit ones.
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        db = cls(conn, path)
+        try:
+            mode = await db._call(lambda raw: _configure(raw, busy_timeout_ms))
+            if mode.lower() != "wal":
+                raise RuntimeError(f"could not switch {path} to WAL mode (got {mode!r})")
+            version = await db._call(lambda raw: migrate(raw, migrations))
+        except BaseException:
+            await conn.close()
+            raise
+        log.info("database %s open at schema version %d", path, version)
+        return db
+
+    async def close(self) -> None:
+        """Finish queued writes, then close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            await self._flusher
+        async with self._lock:
+            try:
+                # Cheap, and keeps the planner's statistics current for the next start.
+                await self._call(lambda raw: raw.execute("PRAGMA optimize"))
+            finally:
+                await self._conn.close()
+
+    async def _call(self, fn: SyncFn[T]) -> T:
+        # aiosqlite has no public "run this function on your thread" call; _execute is that
+        # (stable since 0.17), and one hop per transaction is what makes the store fast.
+        return cast(T, await self._conn._execute(fn, self._raw))
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            # The lock is not reentrant: this would wait for itself forever.
+            raise RuntimeError("inside db.transaction(): use the transaction's methods")
+
+    async def write(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)`` as one write transaction on the database thread.
+
+        ``fn`` must not BEGIN/COMMIT itself. If it raises, its changes are rolled back and the
+        exception is raised here; other callers batched with it are unaffected. Cancelling
+        the caller does not undo a write that was already queued.
+        """
+        self._check_usable()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="db-group-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                async with self._lock:
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                    try:
+                        outcomes = await self._call(
+                            partial(_run_batch, fns=[fn for fn, _ in batch])
+                        )
+                    except Exception as exc:
+                        # The whole batch was rolled back (e.g. COMMIT failed): nobody's
+                        # write happened, so everybody hears about it.
+                        log.warning("write batch of %d rolled back: %r", len(batch), exc)
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
+                        continue
+                    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                        if future.done():  # the caller was cancelled meanwhile
+                            continue
+                        if ok:
+                            future.set_result(value)
+                        else:
+                            future.set_exception(value)
+        finally:
+            self._flusher = None
+
+    async def read(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)`` in a read snapshot, in one thread hop."""
+        self._check_usable()
+        # The lock keeps reads out of a multi-hop transaction() on the same connection,
+        # where they would see its uncommitted writes.
+        async with self._lock:
+            return await self._call(lambda raw: _read(raw, fn))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``async with db.transaction() as tx:`` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error.
+
+        Concurrent callers queue on a lock rather than failing. Prefer ``write`` on hot paths:
+        each statement here is a separate thread hop while the write lock is held.
+        """
+        self._check_usable()
+        async with self._lock:
+            self._tx_owner = asyncio.current_task()
+            tx = Transaction(self)
+            try:
+                await self._call(_begin)
+                try:
+                    yield tx
+                except BaseException:
+                    # Shielded so a second cancellation cannot skip the ROLLBACK; the hop is
+                    # already queued on the database thread either way.
+                    await asyncio.shield(self._call(_rollback))
+                    raise
+                try:
+                    await self._call(_commit)
+                except BaseException:
+                    await asyncio.shield(self._call(_rollback))
+                    raise
+            finally:
+                tx.closed = True
+                self._tx_owner = None
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return await self.read(lambda conn: _fetch_one(conn, sql, params))
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self.read(lambda conn: _fetch_all(conn, sql, params))
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        """One statement in its own (group-committed) write transaction."""
+        return await self.write(lambda conn: _exec(conn, sql, params))
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        rows = list(rows)
+        await self.write(lambda conn: conn.executemany(sql, rows))
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def schema_version(self) -> int:
+        row = await self.fetch_one("PRAGMA user_version")
+        assert row is not None
+        return int(row[0])

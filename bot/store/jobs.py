@@ -1,0 +1,663 @@
+"""Jobs in SQLite: acceptance (job + input + reservation in one transaction), state
+transitions as compare-and-set, finishing with the ledger, and the fair queue.
+
+Fairness (interface.md "Members take turns"): the next job to start is the oldest queued job
+of the member whose most recent start is oldest; members who never started go first. It is
+keyed by Discord user id across servers, like the per-member active-job limit, because both
+protect the bot's one PixVerse account.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import sqlite3
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from bot.pixverse.rules import (
+    DURATIONS,
+    Combination,
+    Model,
+    Motion,
+    Quality,
+    RuleViolation,
+    credit_cost,
+)
+from bot.store import ledger
+from bot.store.audit import write_audit
+from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
+from bot.store.db import Database
+from bot.store.models import (
+    ACTIVE_SQL,
+    FINAL_STATES,
+    AuditNote,
+    CancelOutcome,
+    CancelResult,
+    Job,
+    JobInput,
+    JobParams,
+    JobState,
+    NewJob,
+    QueueStats,
+)
+
+# Columns a caller may set through transition()/set_fields(); names are checked against this
+# set before they reach SQL. state, cost, owner and timestamps of final states are not here:
+# they change only through the methods that keep the ledger in step.
+UPDATABLE_FIELDS = frozenset(
+    {
+        "params",
+        "pixverse_img_id",
+        "pixverse_media_id",
+        "pixverse_video_id",
+        "trace_id",
+        "result_url",
+        "status_channel_id",
+        "status_message_id",
+        "interaction_token",
+        "interaction_expires_at",
+        "attempts",
+        "next_attempt_at",
+        "error",
+        "started_at",
+        "submitted_at",
+    }
+)
+
+_ELIGIBLE = "j.state = 'queued' AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= :now)"
+_LAST_START = "(SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = j.user_id)"
+_NOT_EXCLUDED = "j.user_id NOT IN (SELECT value FROM json_each(:exclude))"
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_ts(value)
+    if isinstance(value, JobParams):
+        return value.model_dump_json()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _assignments(fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    unknown = set(fields) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not updatable job fields: {', '.join(sorted(unknown))}")
+    names = sorted(fields)
+    sql = "".join(f", {name} = ?" for name in names)
+    return sql, [_sql_value(fields[name]) for name in names]
+
+
+def _states(states: JobState | str | Iterable[JobState | str]) -> list[str]:
+    if isinstance(states, str):
+        states = [states]
+    return [JobState(state).value for state in states]
+
+
+def _fair_order(rows: list[sqlite3.Row], now: float) -> list[sqlite3.Row]:
+    """Order queued jobs (given oldest first, each with ``last_start``) as they would start."""
+    per_user: dict[int, deque[sqlite3.Row]] = {}
+    last_start: dict[int, float] = {}
+    for row in rows:
+        user = row["user_id"]
+        if user not in per_user:
+            per_user[user] = deque()
+            start = row["last_start"]
+            last_start[user] = -math.inf if start is None else float(start)
+        per_user[user].append(row)
+    heap = [
+        (last_start[user], jobs[0]["created_at"], jobs[0]["id"], user)
+        for user, jobs in per_user.items()
+    ]
+    heapq.heapify(heap)
+    order: list[sqlite3.Row] = []
+    started = 0
+    while heap:
+        _, _, _, user = heapq.heappop(heap)
+        jobs = per_user[user]
+        order.append(jobs.popleft())
+        if jobs:
+            # As if that job started now: after every real start, and after earlier turns.
+            started += 1
+            heapq.heappush(heap, (now + started, jobs[0]["created_at"], jobs[0]["id"], user))
+    return order
+
+
+def _cheapest(overrides: dict[str, int]) -> int:
+    """The lowest price of any combination PixVerse accepts (for refusal hints)."""
+    prices = []
+    for model, quality, duration, motion in itertools.product(Model, Quality, DURATIONS, Motion):
+        try:
+            prices.append(credit_cost(Combination(model, quality, duration, motion), overrides))
+        except RuleViolation:
+            continue
+    return min(prices)
+
+
+class JobStore:
+    """Jobs and their credits. Every method is one transaction (one thread hop)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock = utcnow,
+        cost_overrides: Mapping[str, int] | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._cost_overrides = dict(cost_overrides or {})
+        self.cheapest = _cheapest(self._cost_overrides)
+
+    def _now(self) -> float:
+        return to_ts(self._clock())
+
+    def price(self, params: JobParams) -> int:
+        """Credits for these parameters: the cost table with the operator's overrides."""
+        return credit_cost(params.combination, self._cost_overrides)
+
+    # --- acceptance -------------------------------------------------------------------------
+
+    async def create(
+        self,
+        new_job: NewJob,
+        *,
+        role_ids: Iterable[int] = (),
+        max_jobs_per_user: int,
+        daily_default: int,
+    ) -> Job:
+        """Accept a job: checks, job row, input, reservation — all or nothing.
+
+        Raises (nothing written): MemberBlocked, ServerPaused, TooManyJobs,
+        InsufficientCredits, ServerCapReached (bot.store.errors), or RuleViolation for a
+        combination PixVerse refuses.
+        """
+        cost = new_job.cost if new_job.cost is not None else self.price(new_job.params)
+        moment = self._clock()
+        now = to_ts(moment)
+        roles = list(role_ids)
+        params_json = new_job.params.model_dump_json()
+        expires = (
+            None
+            if new_job.interaction_expires_at is None
+            else to_ts(new_job.interaction_expires_at)
+        )
+        status_channel = (
+            new_job.status_channel_id
+            if new_job.status_channel_id is not None
+            else new_job.channel_id
+        )
+
+        def accept(conn: sqlite3.Connection) -> int:
+            numbers = ledger.load_member(
+                conn,
+                new_job.guild_id,
+                new_job.user_id,
+                role_ids=roles,
+                daily_default=daily_default,
+                day=day_of(now),
+                count_jobs=True,
+            )
+            ledger.check_reserve(
+                numbers,
+                cost,
+                max_jobs_per_user=max_jobs_per_user,
+                resets_at=next_reset(now),
+                cheapest=self.cheapest,
+            )
+            cursor = conn.execute(
+                "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
+                " cost, state, pixverse_img_id, pixverse_media_id, status_channel_id,"
+                " status_message_id, interaction_token, interaction_expires_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_job.guild_id,
+                    new_job.channel_id,
+                    new_job.user_id,
+                    str(new_job.kind),
+                    new_job.parent_job_id,
+                    params_json,
+                    cost,
+                    new_job.pixverse_img_id,
+                    new_job.pixverse_media_id,
+                    status_channel,
+                    new_job.status_message_id,
+                    new_job.interaction_token,
+                    expires,
+                    now,
+                    now,
+                ),
+            )
+            job_id = cursor.lastrowid
+            assert job_id is not None
+            if new_job.input is not None:
+                conn.execute(
+                    "INSERT INTO job_inputs (job_id, filename, content_type, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        new_job.input.filename,
+                        new_job.input.content_type,
+                        new_job.input.data,
+                        now,
+                    ),
+                )
+            ledger.insert_reservation(
+                conn,
+                job_id=job_id,
+                guild_id=new_job.guild_id,
+                user_id=new_job.user_id,
+                amount=cost,
+                base_allowance=numbers.base_allowance,
+                now=now,
+            )
+            return job_id
+
+        job_id = await self._db.write(accept)
+        return Job(
+            id=job_id,
+            guild_id=new_job.guild_id,
+            channel_id=new_job.channel_id,
+            user_id=new_job.user_id,
+            kind=str(new_job.kind),
+            parent_job_id=new_job.parent_job_id,
+            params=new_job.params,
+            cost=cost,
+            state=JobState.QUEUED,
+            pixverse_img_id=new_job.pixverse_img_id,
+            pixverse_media_id=new_job.pixverse_media_id,
+            pixverse_video_id=None,
+            trace_id=None,
+            result_url=None,
+            status_channel_id=status_channel,
+            status_message_id=new_job.status_message_id,
+            interaction_token=new_job.interaction_token,
+            interaction_expires_at=new_job.interaction_expires_at,
+            attempts=0,
+            next_attempt_at=None,
+            error=None,
+            removed_at=None,
+            removed_by=None,
+            created_at=moment,
+            updated_at=moment,
+            started_at=None,
+            submitted_at=None,
+            finished_at=None,
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._db.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else Job.from_row(row)
+
+    async def get_input(self, job_id: int) -> JobInput | None:
+        row = await self._db.fetch_one(
+            "SELECT filename, content_type, data FROM job_inputs WHERE job_id = ?", (job_id,)
+        )
+        return None if row is None else JobInput(row[0], row[1], bytes(row[2]))
+
+    async def list_for_user(
+        self, guild_id: int, user_id: int, *, limit: int = 10, offset: int = 0
+    ) -> list[Job]:
+        """A member's jobs in this server, newest first (for /jobs pages)."""
+        rows = await self._db.fetch_all(
+            "SELECT * FROM jobs WHERE guild_id = ? AND user_id = ?"
+            " ORDER BY id DESC LIMIT ? OFFSET ?",
+            (guild_id, user_id, limit, offset),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def count_for_user(self, guild_id: int, user_id: int) -> int:
+        row = await self._db.fetch_one(
+            "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return 0 if row is None else int(row[0])
+
+    async def active_count(self, user_id: int) -> int:
+        """A member's jobs queued or in flight (what MAX_JOBS_PER_USER limits)."""
+        row = await self._db.fetch_one(
+            f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN {ACTIVE_SQL}", (user_id,)
+        )
+        return 0 if row is None else int(row[0])
+
+    async def unfinished(self, *, guild_id: int | None = None) -> list[Job]:
+        """Every job not yet done/failed/cancelled, oldest first (to resume after a start)."""
+        if guild_id is None:
+            rows = await self._db.fetch_all(
+                f"SELECT * FROM jobs WHERE state IN {ACTIVE_SQL} ORDER BY created_at, id"
+            )
+        else:
+            rows = await self._db.fetch_all(
+                f"SELECT * FROM jobs WHERE state IN {ACTIVE_SQL} AND guild_id = ?"
+                " ORDER BY created_at, id",
+                (guild_id,),
+            )
+        return [Job.from_row(row) for row in rows]
+
+    async def finished_for_user(
+        self, guild_id: int, user_id: int, query: str = "", *, limit: int = 25
+    ) -> list[Job]:
+        """Done, not removed jobs, newest first; ``query`` matches an id prefix or the prompt."""
+        query = query.strip().lstrip("#")
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = await self._db.fetch_all(
+            "SELECT * FROM jobs WHERE guild_id = :g AND user_id = :u AND state = 'done'"
+            " AND removed_at IS NULL AND (:q = ''"
+            "  OR CAST(id AS TEXT) LIKE :prefix ESCAPE '\\'"
+            "  OR json_extract(params, '$.prompt') LIKE :sub ESCAPE '\\')"
+            " ORDER BY id DESC LIMIT :limit",
+            {
+                "g": guild_id,
+                "u": user_id,
+                "q": query,
+                "prefix": f"{escaped}%",
+                "sub": f"%{escaped}%",
+                "limit": limit,
+            },
+        )
+        return [Job.from_row(row) for row in rows]
+
+    # --- the fair queue ---------------------------------------------------------------------
+
+    async def pick_next(self, *, exclude_users: Iterable[int] = ()) -> Job | None:
+        """The job that should start next (not claimed: see claim_next)."""
+        now, exclude = self._now(), ledger.role_json(exclude_users)
+        row = await self._db.fetch_one(
+            f"SELECT j.* FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
+            f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1",
+            {"now": now, "exclude": exclude},
+        )
+        return None if row is None else Job.from_row(row)
+
+    async def claim_next(
+        self,
+        *,
+        exclude_users: Iterable[int] = (),
+        state: JobState = JobState.UPLOADING,
+    ) -> Job | None:
+        """Pick the next job and move it out of the queue (started_at = now) atomically."""
+        now, exclude = self._now(), ledger.role_json(exclude_users)
+        if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
+            raise ValueError(f"cannot claim a job into {state}")
+
+        def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            return conn.execute(
+                "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
+                f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
+                f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1)"
+                " RETURNING *",
+                {"state": JobState(state).value, "now": now, "exclude": exclude},
+            ).fetchone()
+
+        row = await self._db.write(claim)
+        return None if row is None else Job.from_row(row)
+
+    async def next_fair_batch(self, limit: int, *, exclude_users: Iterable[int] = ()) -> list[Job]:
+        """The next ``limit`` jobs to start, in order, members taking turns."""
+        now, exclude = self._now(), ledger.role_json(exclude_users)
+        rows = await self._db.fetch_all(
+            f"SELECT j.*, {_LAST_START} AS last_start FROM jobs AS j"
+            f" WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED} ORDER BY j.created_at, j.id",
+            {"now": now, "exclude": exclude},
+        )
+        return [Job.from_row(row) for row in _fair_order(rows, now)[:limit]]
+
+    async def queue_position(self, job_id: int) -> int | None:
+        """1-based place of a queued job in the fair order (retries waiting included)."""
+        now = self._now()
+        rows = await self._db.fetch_all(
+            f"SELECT j.id, j.user_id, j.created_at, {_LAST_START} AS last_start FROM jobs AS j"
+            " WHERE j.state = 'queued' ORDER BY j.created_at, j.id"
+        )
+        for position, row in enumerate(_fair_order(rows, now), start=1):
+            if row["id"] == job_id:
+                return position
+        return None
+
+    async def stats(self, *, window: timedelta = timedelta(days=7)) -> QueueStats:
+        """Queue depth, jobs running, and mean generation time per (model, quality, duration)."""
+        since = self._now() - window.total_seconds()
+
+        def read(conn: sqlite3.Connection) -> QueueStats:
+            queued, running = conn.execute(
+                "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state != 'queued'), 0)"
+                f" FROM jobs WHERE state IN {ACTIVE_SQL}"
+            ).fetchone()
+            averages: dict[tuple[str, str, int], float] = {}
+            samples: dict[tuple[str, str, int], int] = {}
+            for model, quality, duration, seconds, count in conn.execute(
+                "SELECT json_extract(params, '$.model'), json_extract(params, '$.quality'),"
+                " json_extract(params, '$.duration'), AVG(finished_at - submitted_at), COUNT(*)"
+                " FROM jobs WHERE state = 'done' AND finished_at >= ?"
+                " AND submitted_at IS NOT NULL GROUP BY 1, 2, 3",
+                (since,),
+            ):
+                key = (str(model), str(quality), int(duration))
+                averages[key] = float(seconds)
+                samples[key] = int(count)
+            return QueueStats(int(queued), int(running), averages, samples)
+
+        return await self._db.read(read)
+
+    # --- moving a job along -----------------------------------------------------------------
+
+    async def transition(
+        self,
+        job_id: int,
+        expected: JobState | str | Iterable[JobState | str],
+        new_state: JobState | str,
+        *,
+        drop_input: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set the state (only from one of ``expected``), with other fields.
+
+        Leaving 'queued' stamps started_at, reaching 'submitted' stamps submitted_at (first
+        time only). Final states go through finish_done / finish_failed / cancel, which keep
+        the ledger in step. ``drop_input`` deletes the stored input in the same transaction.
+        """
+        target = JobState(new_state)
+        if target in FINAL_STATES:
+            raise ValueError(f"use finish_done/finish_failed/cancel to reach {target}")
+        froms = _states(expected)
+        extra, values = _assignments(fields)
+        now = self._now()
+        marks = ", ".join("?" for _ in froms)
+        sql = (
+            "UPDATE jobs SET state = ?, updated_at = ?,"
+            " started_at = CASE WHEN ? = 'queued' THEN started_at"
+            "  ELSE COALESCE(started_at, ?) END,"
+            " submitted_at = CASE WHEN ? = 'submitted' THEN COALESCE(submitted_at, ?)"
+            f"  ELSE submitted_at END{extra} WHERE id = ? AND state IN ({marks})"
+        )
+        params = [target.value, now, target.value, now, target.value, now, *values, job_id]
+        params += froms
+
+        def move(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(sql, params).rowcount == 1
+            if changed and drop_input:
+                conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            return changed
+
+        return await self._db.write(move)
+
+    async def set_fields(self, job_id: int, **fields: Any) -> bool:
+        """Update fields without changing the state; False if the job does not exist."""
+        extra, values = _assignments(fields)
+        if not extra:
+            return False
+        sql = f"UPDATE jobs SET updated_at = ?{extra} WHERE id = ?"
+        params = [self._now(), *values, job_id]
+        return await self._db.write(lambda conn: conn.execute(sql, params).rowcount == 1)
+
+    async def drop_input(self, job_id: int) -> bool:
+        """Forget the input file once PixVerse has it; False if there was none."""
+        result = await self._db.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+        return result.rowcount == 1
+
+    async def finish_done(
+        self,
+        job_id: int,
+        result_url: str | None,
+        *,
+        pixverse_video_id: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Mark delivered and commit its credits, in one transaction; False if already final."""
+        if pixverse_video_id is not None:
+            fields["pixverse_video_id"] = pixverse_video_id
+        fields["result_url"] = result_url
+        extra, values = _assignments(fields)
+        now = self._now()
+        sql = (
+            f"UPDATE jobs SET state = 'done', updated_at = ?, finished_at = ?{extra}"
+            f" WHERE id = ? AND state IN {ACTIVE_SQL}"
+        )
+        params = [now, now, *values, job_id]
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            if conn.execute(sql, params).rowcount != 1:
+                return False
+            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            ledger.commit(conn, job_id, now)
+            return True
+
+        return await self._db.write(finish)
+
+    async def finish_failed(
+        self,
+        job_id: int,
+        error: str | None,
+        *,
+        state: JobState | str = JobState.FAILED,
+        audit: AuditNote | None = None,
+    ) -> bool:
+        """Mark failed (or cancelled) and release its credits; False if already final.
+
+        For any unfinished state: PixVerse errors, moderation, timeouts, /mod cancel.
+        """
+        target = JobState(state)
+        if target not in (JobState.FAILED, JobState.CANCELLED):
+            raise ValueError(f"finish_failed ends in failed or cancelled, not {target}")
+        now = self._now()
+
+        def fail(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT guild_id, user_id, cost, state FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or JobState(row["state"]) in FINAL_STATES:
+                return False
+            conn.execute(
+                "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?"
+                " WHERE id = ?",
+                (target.value, error, now, now, job_id),
+            )
+            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            released = ledger.release(conn, job_id, now, error or target.value)
+            if audit is not None:
+                _audit_job(conn, row, job_id, audit, target, released, now)
+            return True
+
+        return await self._db.write(fail)
+
+    async def cancel(
+        self,
+        job_id: int,
+        *,
+        by_user_id: int | None = None,
+        reason: str | None = None,
+        audit: AuditNote | None = None,
+    ) -> CancelOutcome:
+        """Cancel a job still queued (PixVerse has nothing yet) and release its credits.
+
+        With ``by_user_id`` only that member's own job. Otherwise the outcome says why not.
+        """
+        now = self._now()
+
+        def cancel(conn: sqlite3.Connection) -> CancelOutcome:
+            row = conn.execute(
+                "SELECT guild_id, user_id, cost, state FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                return CancelOutcome(CancelResult.NOT_FOUND)
+            state = JobState(row["state"])
+            if by_user_id is not None and row["user_id"] != by_user_id:
+                return CancelOutcome(CancelResult.NOT_OWNER, state)
+            if state is not JobState.QUEUED:
+                return CancelOutcome(CancelResult.NOT_QUEUED, state)
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', error = ?, updated_at = ?, finished_at = ?"
+                " WHERE id = ? AND state = 'queued'",
+                (reason or "cancelled", now, now, job_id),
+            )
+            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            released = ledger.release(conn, job_id, now, reason or "cancelled")
+            if audit is not None:
+                _audit_job(conn, row, job_id, audit, JobState.CANCELLED, released, now)
+            return CancelOutcome(
+                CancelResult.CANCELLED, JobState.CANCELLED, row["cost"] if released else 0
+            )
+
+        return await self._db.write(cancel)
+
+    async def remove_result(
+        self, job_id: int, *, actor_id: int, reason: str | None = None
+    ) -> int | None:
+        """A moderator removed a finished result: refund its credits and audit it.
+
+        Returns the credits given back, or None if the job is not a done, unremoved job.
+        """
+        now = self._now()
+
+        def remove(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE jobs SET removed_at = ?, removed_by = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'done' AND removed_at IS NULL"
+                " RETURNING guild_id, user_id, cost",
+                (now, actor_id, now, job_id),
+            ).fetchone()
+            if row is None:
+                return None
+            refunded = ledger.refund_committed(conn, job_id, now)
+            write_audit(
+                conn,
+                guild_id=row["guild_id"],
+                actor_id=actor_id,
+                action="job.remove",
+                target_id=row["user_id"],
+                before={"job_id": job_id, "removed": False},
+                after={"job_id": job_id, "removed": True, "refunded": refunded},
+                now=now,
+                reason=reason,
+            )
+            return refunded
+
+        return await self._db.write(remove)
+
+
+def _audit_job(
+    conn: sqlite3.Connection,
+    row: sqlite3.Row,
+    job_id: int,
+    note: AuditNote,
+    state: JobState,
+    released: bool,
+    now: float,
+) -> None:
+    write_audit(
+        conn,
+        guild_id=row["guild_id"],
+        actor_id=note.actor_id,
+        action=note.action,
+        target_id=row["user_id"],
+        before={"job_id": job_id, "state": row["state"]},
+        after={"job_id": job_id, "state": state.value, "released": row["cost"] if released else 0},
+        now=now,
+        reason=note.reason,
+    )

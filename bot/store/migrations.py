@@ -1,0 +1,217 @@
+"""Forward-only schema migrations; the schema version lives in ``PRAGMA user_version``.
+
+Migration ``n`` (1-based) is ``MIGRATIONS[n - 1]``. Each is applied in its own
+``BEGIN IMMEDIATE`` transaction together with the version bump, so a crash leaves the file
+at a whole version. Never edit a released migration: append a new one. Foreign keys are
+already ON when migrations run (the PRAGMA is a no-op inside a transaction), so a future
+table rebuild must keep references valid at every statement.
+
+Timestamps are unix epoch seconds (REAL, UTC) and days are UTC day numbers (see clock.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+_ACTIVE = "('queued', 'uploading', 'submitted', 'generating')"
+
+# 1: settings, audit log and the key/value meta table.
+_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE guild_settings (
+    guild_id       INTEGER PRIMARY KEY,
+    server_cap     INTEGER NOT NULL DEFAULT 0 CHECK (server_cap >= 0),
+    paused         INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    pause_reason   TEXT,
+    log_channel_id INTEGER,
+    updated_at     REAL NOT NULL
+);
+
+CREATE TABLE member_settings (
+    guild_id       INTEGER NOT NULL,
+    user_id        INTEGER NOT NULL,
+    daily_override INTEGER CHECK (daily_override >= 0),
+    bonus          INTEGER NOT NULL DEFAULT 0 CHECK (bonus >= 0),
+    blocked        INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+    block_reason   TEXT,
+    updated_at     REAL NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+) WITHOUT ROWID;
+
+CREATE TABLE role_allowances (
+    guild_id   INTEGER NOT NULL,
+    role_id    INTEGER NOT NULL,
+    daily      INTEGER NOT NULL CHECK (daily >= 0),
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (guild_id, role_id)
+) WITHOUT ROWID;
+
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id    INTEGER NOT NULL,
+    actor_id    INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    target_id   INTEGER,
+    before_json TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(before_json)),
+    after_json  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(after_json)),
+    reason      TEXT,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX ix_audit_guild ON audit_log (guild_id, id);
+CREATE INDEX ix_audit_target ON audit_log (guild_id, target_id, id);
+CREATE INDEX ix_audit_actor ON audit_log (guild_id, actor_id, id);
+"""
+
+# 2: jobs and their input files (kept only until PixVerse has them).
+_V2 = f"""
+CREATE TABLE jobs (
+    id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id               INTEGER NOT NULL,
+    channel_id             INTEGER NOT NULL,
+    user_id                INTEGER NOT NULL,
+    kind                   TEXT NOT NULL,
+    parent_job_id          INTEGER REFERENCES jobs (id),
+    params                 TEXT NOT NULL CHECK (json_valid(params)),
+    cost                   INTEGER NOT NULL CHECK (cost >= 0),
+    state                  TEXT NOT NULL DEFAULT 'queued' CHECK (state IN (
+                               'queued', 'uploading', 'submitted', 'generating',
+                               'done', 'failed', 'cancelled')),
+    pixverse_img_id        INTEGER,
+    pixverse_media_id      INTEGER,
+    pixverse_video_id      INTEGER,
+    trace_id               TEXT,
+    result_url             TEXT,
+    status_channel_id      INTEGER,
+    status_message_id      INTEGER,
+    interaction_token      TEXT,
+    interaction_expires_at REAL,
+    attempts               INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at        REAL,
+    error                  TEXT,
+    removed_at             REAL,
+    removed_by             INTEGER,
+    created_at             REAL NOT NULL,
+    updated_at             REAL NOT NULL,
+    started_at             REAL,
+    submitted_at           REAL,
+    finished_at            REAL
+);
+CREATE INDEX ix_jobs_member ON jobs (guild_id, user_id, id);
+CREATE INDEX ix_jobs_active ON jobs (user_id) WHERE state IN {_ACTIVE};
+CREATE INDEX ix_jobs_queued ON jobs (created_at, id) WHERE state = 'queued';
+CREATE INDEX ix_jobs_user_started ON jobs (user_id, started_at);
+CREATE INDEX ix_jobs_done ON jobs (finished_at) WHERE state = 'done';
+CREATE INDEX ix_jobs_parent ON jobs (parent_job_id);
+-- one trace id per generation: the runner re-sends with it, never reuses it for another job
+CREATE UNIQUE INDEX ux_jobs_trace ON jobs (trace_id) WHERE trace_id IS NOT NULL;
+
+CREATE TABLE job_inputs (
+    job_id       INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data         BLOB NOT NULL,
+    created_at   REAL NOT NULL
+);
+"""
+
+# 3: the credit ledger (one row per job) and per-day usage counters.
+_V3 = """
+CREATE TABLE ledger (
+    job_id         INTEGER PRIMARY KEY REFERENCES jobs (id),
+    guild_id       INTEGER NOT NULL,
+    user_id        INTEGER NOT NULL,
+    amount         INTEGER NOT NULL CHECK (amount >= 0),
+    base_allowance INTEGER NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'released', 'refunded')),
+    reserved_at    REAL NOT NULL,
+    committed_at   REAL,
+    committed_day  INTEGER,
+    from_bonus     INTEGER NOT NULL DEFAULT 0,
+    released_at    REAL,
+    release_reason TEXT,
+    refunded_at    REAL
+);
+CREATE INDEX ix_ledger_reserved ON ledger (guild_id, user_id, amount) WHERE state = 'reserved';
+CREATE INDEX ix_ledger_committed ON ledger (guild_id, committed_day, user_id, amount)
+    WHERE state = 'committed';
+
+CREATE TABLE member_days (
+    guild_id INTEGER NOT NULL,
+    user_id  INTEGER NOT NULL,
+    day      INTEGER NOT NULL,
+    used     INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+    PRIMARY KEY (guild_id, user_id, day)
+) WITHOUT ROWID;
+
+CREATE TABLE guild_days (
+    guild_id INTEGER NOT NULL,
+    day      INTEGER NOT NULL,
+    spent    INTEGER NOT NULL DEFAULT 0 CHECK (spent >= 0),
+    PRIMARY KEY (guild_id, day)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer version of the bot; refuse rather than corrupt it."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would COMMIT our open transaction)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: Sequence[str] = MIGRATIONS,
+    *,
+    target: int | None = None,
+) -> int:
+    """Apply the pending migrations up to ``target`` (default: all); return the version.
+
+    Runs synchronously on an autocommit (``isolation_level=None``) connection.
+    """
+    target = len(migrations) if target is None else target
+    current = schema_version(conn)
+    if current > len(migrations):
+        raise SchemaTooNew(
+            f"database schema version {current} is newer than this bot knows "
+            f"({len(migrations)}): upgrade the bot or use another DATABASE_PATH"
+        )
+    for version in range(current + 1, target + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process (a restart overlapping the old one) may have applied it while
+            # we waited for the write lock.
+            if schema_version(conn) < version:
+                for statement in split_statements(migrations[version - 1]):
+                    conn.execute(statement)
+                # PRAGMA takes no parameters; version is an int from range().
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return schema_version(conn)

@@ -1,0 +1,308 @@
+"""Typed values the store hands out and takes in; no SQL here."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.pixverse.rules import SEED_MAX, Combination, Model, Motion, Quality, Style
+from bot.store.clock import from_ts
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    SUBMITTED = "submitted"
+    GENERATING = "generating"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES: frozenset[JobState] = frozenset(
+    {JobState.QUEUED, JobState.UPLOADING, JobState.SUBMITTED, JobState.GENERATING}
+)
+FINAL_STATES: frozenset[JobState] = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+# Written exactly like the WHERE of the partial index ix_jobs_active, so SQLite uses it.
+ACTIVE_SQL = "('queued', 'uploading', 'submitted', 'generating')"
+
+
+class JobKind(StrEnum):
+    VIDEO = "video"
+    EXTEND = "extend"
+    REROLL = "reroll"
+
+
+class JobSource(StrEnum):
+    IMAGE = "image"  # an uploaded image (job_inputs until PixVerse has it, then pixverse_img_id)
+    VIDEO = "video"  # an uploaded video (then pixverse_media_id)
+    JOB = "job"  # one of the bot's finished jobs (parent_job_id → its pixverse_video_id)
+
+
+class JobParams(BaseModel):
+    """What the member asked for; stored as JSON in ``jobs.params``."""
+
+    # Unknown keys are ignored so a row written by a newer bot still loads after a rollback.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    prompt: str
+    negative_prompt: str | None = None
+    model: Model
+    quality: Quality
+    duration: int
+    motion: Motion = Motion.NORMAL
+    style: Style | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    template_id: int | None = None
+    effect: str | None = None
+    source: JobSource = JobSource.IMAGE
+    # What the member was told at acceptance (e.g. an option left out); shown on the status.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def combination(self) -> Combination:
+        return Combination(self.model, self.quality, self.duration, self.motion)
+
+
+@dataclass(frozen=True, slots=True)
+class JobInput:
+    """An input file downloaded at acceptance (Discord attachment URLs expire)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    guild_id: int
+    channel_id: int
+    user_id: int
+    params: JobParams
+    kind: JobKind = JobKind.VIDEO
+    parent_job_id: int | None = None
+    input: JobInput | None = None
+    interaction_token: str | None = None
+    interaction_expires_at: datetime | None = None
+    status_channel_id: int | None = None
+    status_message_id: int | None = None
+    # A re-roll reuses the parent's upload: PixVerse ids can be given up front.
+    pixverse_img_id: int | None = None
+    pixverse_media_id: int | None = None
+    # None: priced by bot.pixverse.rules.credit_cost with the store's overrides.
+    cost: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    kind: str
+    parent_job_id: int | None
+    params: JobParams
+    cost: int
+    state: JobState
+    pixverse_img_id: int | None
+    pixverse_media_id: int | None
+    pixverse_video_id: int | None
+    trace_id: str | None
+    result_url: str | None
+    status_channel_id: int | None
+    status_message_id: int | None
+    interaction_token: str | None
+    interaction_expires_at: datetime | None
+    attempts: int
+    next_attempt_at: datetime | None
+    error: str | None
+    removed_at: datetime | None
+    removed_by: int | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(
+            id=row["id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            user_id=row["user_id"],
+            kind=row["kind"],
+            parent_job_id=row["parent_job_id"],
+            params=JobParams.model_validate_json(row["params"]),
+            cost=row["cost"],
+            state=JobState(row["state"]),
+            pixverse_img_id=row["pixverse_img_id"],
+            pixverse_media_id=row["pixverse_media_id"],
+            pixverse_video_id=row["pixverse_video_id"],
+            trace_id=row["trace_id"],
+            result_url=row["result_url"],
+            status_channel_id=row["status_channel_id"],
+            status_message_id=row["status_message_id"],
+            interaction_token=row["interaction_token"],
+            interaction_expires_at=from_ts(row["interaction_expires_at"]),
+            attempts=row["attempts"],
+            next_attempt_at=from_ts(row["next_attempt_at"]),
+            error=row["error"],
+            removed_at=from_ts(row["removed_at"]),
+            removed_by=row["removed_by"],
+            created_at=_required(from_ts(row["created_at"])),
+            updated_at=_required(from_ts(row["updated_at"])),
+            started_at=from_ts(row["started_at"]),
+            submitted_at=from_ts(row["submitted_at"]),
+            finished_at=from_ts(row["finished_at"]),
+        )
+
+
+def _required(value: datetime | None) -> datetime:
+    assert value is not None
+    return value
+
+
+AllowanceSource = Literal["own", "role", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    """One member's credits today: what /quota and /quota-admin show display.
+
+    ``left`` = allowance + bonus − used_today − reserved (never shown below 0).
+    """
+
+    guild_id: int
+    user_id: int
+    allowance: int
+    allowance_source: AllowanceSource
+    bonus: int
+    used_today: int
+    reserved: int
+    left: int
+    blocked: bool
+    block_reason: str | None
+    daily_override: int | None
+    server_cap: int  # 0 = no cap
+    server_used_today: int
+    server_reserved: int
+    resets_at: datetime
+
+    @property
+    def server_left(self) -> int | None:
+        """Credits the whole server may still start today, or None without a cap."""
+        if self.server_cap <= 0:
+            return None
+        return max(0, self.server_cap - self.server_used_today - self.server_reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    guild_id: int
+    server_cap: int
+    used_today: int
+    reserved: int
+    resets_at: datetime
+    role_dailies: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def left(self) -> int | None:
+        if self.server_cap <= 0:
+            return None
+        return max(0, self.server_cap - self.used_today - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class TopEntry:
+    user_id: int
+    credits: int
+    jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    guild_id: int
+    actor_id: int
+    action: str
+    target_id: int | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AuditEntry:
+        created = from_ts(row["created_at"])
+        assert created is not None
+        return cls(
+            id=row["id"],
+            guild_id=row["guild_id"],
+            actor_id=row["actor_id"],
+            action=row["action"],
+            target_id=row["target_id"],
+            before=json.loads(row["before_json"]),
+            after=json.loads(row["after_json"]),
+            reason=row["reason"],
+            created_at=created,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """Who asked for a job-level moderation change; written to audit_log in the same transaction."""
+
+    actor_id: int
+    action: str
+    reason: str | None = None
+
+
+class CancelResult(StrEnum):
+    CANCELLED = "cancelled"
+    NOT_FOUND = "not_found"
+    NOT_OWNER = "not_owner"
+    NOT_QUEUED = "not_queued"  # PixVerse may already have it; see CancelOutcome.state
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    result: CancelResult
+    state: JobState | None = None  # the job's state after the call
+    refunded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.result is CancelResult.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queued: int
+    running: int
+    # (model, quality, duration) → mean seconds from submit to done, over recent finished jobs.
+    avg_generation_seconds: dict[tuple[str, str, int], float]
+    samples: dict[tuple[str, str, int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    guild_id: int
+    server_cap: int = 0
+    paused: bool = False
+    pause_reason: str | None = None
+    log_channel_id: int | None = None
