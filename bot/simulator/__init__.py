@@ -7,6 +7,9 @@ Run it alone with ``python -m bot.simulator --port 8765``, in-process with
         client = PixVerseClient(session, base_url=sim.base_url, api_key="any")
 
 A prompt containing ``MODERATION_MARKER`` ends in status 7 (moderation, refunded).
+Tests steer it with ``inject_fault``, ``force_status``, ``finish_now`` and ``stale_get``, and
+inspect ``requests``, ``generate_requests``, ``jobs``, ``uploads`` and ``balance``; tests in
+another process use the ``/_sim/…`` control endpoints (see ``control.py``).
 """
 
 from __future__ import annotations

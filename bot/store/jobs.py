@@ -214,7 +214,8 @@ class JobStore:
                 "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
                 " cost, state, pixverse_img_id, pixverse_media_id, status_channel_id,"
                 " status_message_id, interaction_token, interaction_expires_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, upload_limit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new_job.guild_id,
                     new_job.channel_id,
@@ -231,6 +232,7 @@ class JobStore:
                     expires,
                     now,
                     now,
+                    new_job.upload_limit,
                 ),
             )
             job_id = cursor.lastrowid
@@ -288,6 +290,7 @@ class JobStore:
             started_at=None,
             submitted_at=None,
             finished_at=None,
+            upload_limit=new_job.upload_limit,
         )
 
     # --- reading ----------------------------------------------------------------------------

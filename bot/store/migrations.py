@@ -156,7 +156,13 @@ CREATE TABLE guild_days (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# 4: the largest file the job's destination accepts (the interaction's upload limit), so the
+# finished video is downloaded only when it can be attached.
+_V4 = """
+ALTER TABLE jobs ADD COLUMN upload_limit INTEGER CHECK (upload_limit > 0);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 
 
 class SchemaTooNew(RuntimeError):

@@ -97,6 +97,8 @@ class NewJob:
     pixverse_media_id: int | None = None
     # None: priced by bot.pixverse.rules.credit_cost with the store's overrides.
     cost: int | None = None
+    # Bytes the destination accepts as an attachment; None: the runner's default.
+    upload_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,7 @@ class Job:
     started_at: datetime | None
     submitted_at: datetime | None
     finished_at: datetime | None
+    upload_limit: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -169,6 +172,7 @@ class Job:
             started_at=from_ts(row["started_at"]),
             submitted_at=from_ts(row["submitted_at"]),
             finished_at=from_ts(row["finished_at"]),
+            upload_limit=row["upload_limit"],
         )
 
 
