@@ -10,14 +10,18 @@ import discord
 from discord.ext import commands
 
 from bot.extensions import walk_extensions
+from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.pixverse import PixVerseClient
 from bot.store import Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
+from bot.ui.buttons import ExtendButton, RerollButton, result_view
+from bot.ui.intake import Intake
+from bot.ui.status import DiscordStatusReporter
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from bot.simulator import Simulator
+    from bot.simulator import Simulator, SimulatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,19 @@ class PixBot(commands.Bot):
     http_session: aiohttp.ClientSession
     pixverse: PixVerseClient
     store: Store
+    reporter: DiscordStatusReporter
+    runner: JobRunner
+    intake: Intake
 
-    def __init__(self, settings: Settings, *, force_global_sync: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        force_global_sync: bool = False,
+        runner_config: RunnerConfig | None = None,
+        simulator_config: SimulatorConfig | None = None,
+        status_interval: float = 3.0,
+    ) -> None:
         super().__init__(
             # Slash commands only: no message content is read, so no privileged intents.
             command_prefix=commands.when_mentioned,
@@ -58,6 +73,9 @@ class PixBot(commands.Bot):
         )
         self.settings = settings
         self.force_global_sync = force_global_sync
+        self._runner_config = runner_config
+        self._simulator_config = simulator_config
+        self._status_interval = status_interval
         self.simulator: Simulator | None = None
         self.synced: list[str] = []
         self._closing = False
@@ -90,7 +108,20 @@ class PixBot(commands.Bot):
             log.info("Invite the bot with: %s", invite_url(self.application_id))
 
     async def setup_services(self) -> None:
-        """Create the services the cogs use; later issues add theirs here."""
+        """The job services: status messages, the runner, and the intake the cogs use."""
+        self.reporter = DiscordStatusReporter(
+            self, view_factory=result_view, min_interval=self._status_interval
+        )
+        config = self._runner_config or RunnerConfig(
+            max_active=self.settings.max_active_jobs,
+            simulated=self.simulated,
+            default_estimate=self.simulator.config.gen_time if self.simulator else None,
+        )
+        self.runner = JobRunner(self.store, self.pixverse, self.reporter, config)
+        self.intake = Intake(self)
+        # Result buttons carry their job id, so they work for messages sent before a restart.
+        self.add_dynamic_items(RerollButton, ExtendButton)
+        await self.runner.start()
 
     async def _pixverse_endpoint(self) -> tuple[str, str]:
         if not self.settings.simulate:
@@ -98,7 +129,7 @@ class PixBot(commands.Bot):
         from bot.simulator import Simulator, SimulatorConfig
 
         # The embedded simulator takes any non-empty key, so none is configured or sent.
-        self.simulator = Simulator(SimulatorConfig(api_key=None))
+        self.simulator = Simulator(self._simulator_config or SimulatorConfig(api_key=None))
         await self.simulator.start(host="127.0.0.1", port=0)
         log.info("Simulating PixVerse at %s: no credits are spent", self.simulator.base_url)
         return self.simulator.base_url, "simulated"
@@ -130,7 +161,13 @@ class PixBot(commands.Bot):
         log.info("Shut down cleanly")
 
     async def teardown_services(self) -> None:
-        """Stop background services before the connection closes; later issues fill it."""
+        """Stop the runner first: every job's state is persisted, so nothing is lost."""
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            await runner.stop()
+        reporter = getattr(self, "reporter", None)
+        if reporter is not None:
+            await reporter.close()
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("Unhandled error in %s", event_method)

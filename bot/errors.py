@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import discord
 from discord import app_commands
 
 
@@ -11,3 +14,10 @@ class UserFacingError(app_commands.AppCommandError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def require_guild(interaction: discord.Interaction[Any]) -> int:
+    """The server an interaction came from; commands work in servers only."""
+    if interaction.guild_id is None:
+        raise UserFacingError("This command works in servers only.")
+    return interaction.guild_id

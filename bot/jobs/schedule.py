@@ -50,6 +50,9 @@ class Estimator:
         key = (model, quality, duration)
         self._samples.setdefault(key, deque(maxlen=self._window)).append(seconds)
 
+    def has(self, model: str, quality: str, duration: int) -> bool:
+        return bool(self._samples.get((model, quality, duration)))
+
     def estimate(self, model: str, quality: str, duration: int) -> float:
         samples = self._samples.get((model, quality, duration))
         if samples:

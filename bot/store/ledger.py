@@ -456,6 +456,18 @@ class Ledger:
             )
         )
 
+    async def quota_for_job(self, job_id: int) -> QuotaView | None:
+        """The job owner's quota now, with the allowance their roles gave at reservation.
+
+        For the runner, which does not know members' roles; None without a reservation.
+        """
+        row = await self._db.fetch_one(
+            "SELECT guild_id, user_id, base_allowance FROM ledger WHERE job_id = ?", (job_id,)
+        )
+        if row is None:
+            return None
+        return await self.quota(int(row[0]), int(row[1]), daily_default=int(row[2]))
+
     async def reserve(
         self,
         job_id: int,

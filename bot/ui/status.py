@@ -73,6 +73,10 @@ class DiscordStatusReporter:
         self._wall_clock = wall_clock
         self._slots: dict[int, _Slot] = {}
 
+    def prime(self, job_id: int, target: StatusTarget, shown: Rendered) -> None:
+        """Record what the status message shows right after it was created."""
+        self._slots[job_id] = _Slot(target, last_key=shown.key, last_edit=self._clock())
+
     async def show(self, update: JobUpdate) -> StatusTarget | None:
         slot = self._slots.get(update.job_id)
         if slot is None:

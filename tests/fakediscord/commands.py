@@ -107,7 +107,7 @@ def _check_options(
         if kind not in OPTION_TYPE_NAMES:
             errors[f"{at}.type"] = f"Value must be one of {sorted(OPTION_TYPE_NAMES)}."
             continue
-        name = option.get("name")
+        name = str(option.get("name", ""))
         _check_name(name, f"{at}.name", errors)
         if name in seen:
             errors[f"{at}.name"] = f"Option name {name!r} is already used in these options"
@@ -222,7 +222,7 @@ class CommandRegistry:
         self.sync_counts: Counter[Scope] = Counter()  # bulk overwrites (tree.sync) per scope
         self.write_counts: Counter[Scope] = Counter()  # every create/edit/delete/overwrite
 
-    def list(self, scope: Scope) -> list[dict[str, Any]]:
+    def in_scope(self, scope: Scope) -> list[dict[str, Any]]:
         return list(self._scopes.get(scope, {}).values())
 
     def get(self, scope: Scope, command_id: int) -> dict[str, Any]:
@@ -247,7 +247,7 @@ class CommandRegistry:
             seen.add(key)
         if errors:
             raise form_error(errors)
-        old = {(c["type"], c["name"]): c for c in self.list(scope)}
+        old = {(c["type"], c["name"]): c for c in self.in_scope(scope)}
         commands: dict[int, dict[str, Any]] = {}
         for definition in definitions:
             previous = old.get((definition.get("type", CHAT_INPUT), definition["name"]))
@@ -264,7 +264,11 @@ class CommandRegistry:
             raise form_error(errors)
         kind = definition.get("type", CHAT_INPUT)
         previous = next(
-            (c for c in self.list(scope) if c["type"] == kind and c["name"] == definition["name"]),
+            (
+                c
+                for c in self.in_scope(scope)
+                if c["type"] == kind and c["name"] == definition["name"]
+            ),
             None,
         )
         stored = self._store(scope, definition, previous)
@@ -298,7 +302,11 @@ class CommandRegistry:
         stored.setdefault("type", CHAT_INPUT)
         stored.setdefault("description", "")
         stored.setdefault("options", [])
-        stored.setdefault("default_member_permissions", None)
+        permissions = stored.get("default_member_permissions")
+        # Discord stores and returns the permission bits as a string.
+        stored["default_member_permissions"] = (
+            None if permissions is None else str(int(permissions))
+        )
         stored.setdefault("nsfw", False)
         stored.setdefault("name_localizations", None)
         stored.setdefault("description_localizations", None)
@@ -318,10 +326,10 @@ class CommandRegistry:
             raise FakeDiscordError("empty command path")
         scopes: list[Scope] = [guild_id, None] if guild_id is not None else [None]
         for scope in scopes:
-            for definition in self.list(scope):
+            for definition in self.in_scope(scope):
                 if definition["type"] == kind and definition["name"] == parts[0]:
                     return _walk(definition, scope, parts)
-        known = sorted({c["name"] for s in scopes for c in self.list(s) if c["type"] == kind})
+        known = sorted({c["name"] for s in scopes for c in self.in_scope(s) if c["type"] == kind})
         raise FakeDiscordError(
             f"no command {parts[0]!r} synced for guild {guild_id} or globally; synced: {known}"
         )

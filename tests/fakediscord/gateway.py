@@ -87,6 +87,7 @@ class GatewayConnection:
         self.heartbeats = 0
         self.last_heartbeat: float | None = None
         self.query: dict[str, str] = {}
+        self.closed_by_server = False
         self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[float | None]]] = (
             asyncio.Queue()
         )
@@ -116,6 +117,7 @@ class GatewayConnection:
             self.gateway.fake.notify()
 
     async def close(self, code: int, message: str = "") -> None:
+        self.closed_by_server = True
         await self.ws.close(code=code, message=message.encode())
 
     async def run(self) -> None:
@@ -138,7 +140,7 @@ class GatewayConnection:
             if session is not None and session.connection is self:
                 session.connection = None
                 # A client that closes normally ends its session (Discord invalidates it).
-                if self.ws.close_code in (1000, 1001):
+                if not self.closed_by_server and self.ws.close_code in (1000, 1001):
                     session.ended = True
             self.gateway.fake.notify()
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands as c
 from .errors import FakeDiscordError, FakeDiscordTimeout
-from .models import Callback, Channel, Member, Message, Role, StoredFile, User
+from .models import Callback, Channel, Member, Message, Role, StoredFile, User, walk_components
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -75,6 +75,7 @@ class InteractionHandle:
         self.modal: dict[str, Any] | None = None
         self.autocomplete_choices: list[dict[str, Any]] | None = None
         self.expired = False  # set by FakeDiscord.expire_token
+        self.backdate = 0.0  # seconds the interaction was created before its dispatch
 
     def __repr__(self) -> str:
         return (
@@ -99,8 +100,9 @@ class InteractionHandle:
 
     @property
     def age(self) -> float:
+        """Seconds since Discord created the interaction (its token's age)."""
         start = self.dispatched_at if self.dispatched_at is not None else self.created_at
-        return time.monotonic() - start
+        return time.monotonic() - start + self.backdate
 
     @property
     def token_valid(self) -> bool:
@@ -314,7 +316,16 @@ def modal_submit_components(
             {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
             for key, value in values.items()
         ]
-    seen: set[str] = set()
+    known = {
+        comp["custom_id"]
+        for comp in walk_components(modal.get("components", []))
+        if "custom_id" in comp
+    }
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise FakeDiscordError(
+            f"modal {custom_id!r} has no input(s) {unknown}; it has {sorted(known)}"
+        )
 
     def submit(component: dict[str, Any]) -> dict[str, Any] | None:
         kind = component.get("type")
@@ -327,7 +338,6 @@ def modal_submit_components(
         key = component.get("custom_id")
         if key is None:
             return None
-        seen.add(key)
         if kind == 4:
             value = values.get(key, "")
             if component.get("required", True) and not value:
@@ -339,10 +349,4 @@ def modal_submit_components(
         chosen = values.get(key, [])
         return {"type": kind, "custom_id": key, "values": list(chosen)}
 
-    components = [s for s in (submit(ch) for ch in modal.get("components", [])) if s]
-    unknown = sorted(set(values) - seen)
-    if unknown:
-        raise FakeDiscordError(
-            f"modal {custom_id!r} has no input(s) {unknown}; it has {sorted(seen)}"
-        )
-    return components
+    return [s for s in (submit(ch) for ch in modal.get("components", [])) if s]

@@ -9,6 +9,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from .errors import EMPTY_MESSAGE, REQUEST_TOO_LARGE, APIError, form_error
 from .models import (
     EPHEMERAL,
@@ -40,14 +42,10 @@ _EDITABLE_FLAGS = SUPPRESS_EMBEDS | IS_COMPONENTS_V2
 def image_size(data: bytes) -> tuple[int, int] | None:
     """Width and height for images, as Discord reports them on attachments."""
     try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a project dependency
-        return None
-    try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except Exception:
-        return None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None  # not an image Pillow can read: Discord reports no size either
 
 
 class MessageStore:

@@ -304,7 +304,7 @@ class RestAPI:
         return guild_id
 
     async def list_commands(self, call: Call) -> Any:
-        return self.fake.commands.list(self._scope(call))
+        return self.fake.commands.in_scope(self._scope(call))
 
     async def bulk_commands(self, call: Call) -> Any:
         scope = self._scope(call)
@@ -391,7 +391,12 @@ class RestAPI:
         fake = self.fake
         if kind == ix.CHANNEL_MESSAGE_WITH_SOURCE:
             handle.original = fake.create_interaction_message(
-                handle, data, call.files, source="callback", route=call.route
+                handle,
+                data,
+                call.files,
+                source="callback",
+                route=call.route,
+                flags=int(data.get("flags") or 0) & EPHEMERAL,
             )
             return handle.original
         if kind == ix.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE:
@@ -666,11 +671,13 @@ def _validate_modal(data: dict[str, Any]) -> None:
 
 
 def _ratelimit_headers(bucket: str) -> dict[str, str]:
+    # Generous numbers: discord.py pre-emptively sleeps until the reset when a bucket's
+    # remaining count reaches 0, which would slow tests that send a burst of requests.
     return {
-        "X-RateLimit-Limit": "5",
-        "X-RateLimit-Remaining": "4",
-        "X-RateLimit-Reset": f"{time.time() + 5:.3f}",
-        "X-RateLimit-Reset-After": "5.000",
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "49",
+        "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+        "X-RateLimit-Reset-After": "1.000",
         "X-RateLimit-Bucket": bucket,
     }
 
@@ -680,7 +687,7 @@ def _rate_limited(rule: RateLimitRule, bucket: str) -> APIError:
     retry = rule.retry_after
     err.headers = {
         "Retry-After": str(math.ceil(retry)),
-        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Limit": "50",
         "X-RateLimit-Remaining": "0",
         "X-RateLimit-Reset": f"{time.time() + retry:.3f}",
         "X-RateLimit-Reset-After": f"{retry:.3f}",

@@ -163,6 +163,7 @@ class FakeDiscord:
         """Point discord.py's REST base, default gateway and CDN base at this fake (restored on
         exit). discord.py 2.7's `Client.connect` never asks `/gateway/bot`: it dials
         `DiscordWebSocket.DEFAULT_GATEWAY`, so that must be patched too."""
+        # Imported here so the fake's models and server work without discord.py loaded.
         import discord.asset
         import discord.gateway
         import discord.http
@@ -565,7 +566,7 @@ class FakeDiscord:
 
     # -- application commands ----------------------------------------------------------------
     def synced_commands(self, guild: Guild | None = None) -> list[dict[str, Any]]:
-        return self.commands.list(guild.id if guild else None)
+        return self.commands.in_scope(guild.id if guild else None)
 
     def command(self, name: str, guild: Guild | None = None) -> dict[str, Any]:
         for definition in self.synced_commands(guild):
@@ -591,48 +592,31 @@ class FakeDiscord:
         attachments: dict[str, Upload] | None = None,
         locale: str = "en-US",
         strict: bool = True,
+        backdate: float = 0.0,
         timeout: float = 5.0,
     ) -> InteractionHandle:
         """Run a slash command as `user`, e.g. `invoke("quota-admin set", options={...})`.
 
         Options are checked against the synced definition (names, types, required; with
         `strict`, also choices and ranges, which Discord's client enforces). Attachment options
-        take `(filename, bytes[, content_type])`, in `options` or `attachments`."""
-        guild = self._guild_of(channel, guild)
-        invoker = self._invoker(guild, user)
-        path = self.commands.resolve(command, guild.id if guild else None)
+        take `(filename, bytes[, content_type])`, in `options` or `attachments`.
+        `backdate` makes the interaction that many seconds old at dispatch (its snowflake too,
+        so discord.py's `Interaction.is_expired()` agrees with the fake's token lifetime)."""
         merged = dict(options or {})
         for name, upload in (attachments or {}).items():
             if name in merged:
                 raise FakeDiscordError(f"option {name!r} given twice")
             merged[name] = upload
-        opts, resolved = build_options(
-            self,
-            path,
-            guild_id=guild.id if guild else None,
-            channel=channel,
-            invoker=invoker,
-            options=merged,
-            strict=strict,
-        )
-        data: dict[str, Any] = {
-            "id": path.definition["id"],
-            "name": path.definition["name"],
-            "type": path.definition["type"],
-            "options": opts,
-        }
-        if resolved:
-            data["resolved"] = resolved
-        if path.scope is not None:
-            data["guild_id"] = str(path.scope)
-        handle = self._new_interaction(
+        handle = self._command_interaction(
             ix.APPLICATION_COMMAND,
-            data,
+            command,
             user,
-            guild,
             channel,
-            locale=locale,
-            name=path.qualified_name,
+            guild,
+            merged,
+            locale,
+            strict=strict,
+            backdate=backdate,
         )
         await self._dispatch(handle, timeout)
         return handle
@@ -651,19 +635,50 @@ class FakeDiscord:
     ) -> list[dict[str, Any]]:
         """Type into option `focused` (its text is `options[focused]`, default "") and return the
         choices the bot answered with (callback type 8)."""
-        guild = self._guild_of(channel, guild)
-        invoker = self._invoker(guild, user)
-        path = self.commands.resolve(command, guild.id if guild else None)
         merged = dict(options or {})
         merged.setdefault(focused, "")
+        handle = self._command_interaction(
+            ix.APPLICATION_COMMAND_AUTOCOMPLETE,
+            command,
+            user,
+            channel,
+            guild,
+            merged,
+            locale,
+            strict=False,
+            focused=focused,
+        )
+        await self._dispatch(handle, timeout)
+        callback = await handle.response(timeout)
+        if not callback.accepted or callback.type != ix.APPLICATION_COMMAND_AUTOCOMPLETE_RESULT:
+            raise FakeDiscordError(f"autocomplete of {command!r} got {callback!r}")
+        return list(handle.autocomplete_choices or [])
+
+    def _command_interaction(
+        self,
+        kind: int,
+        command: str,
+        user: User | Member,
+        channel: Channel,
+        guild: Guild | None,
+        options: dict[str, Any],
+        locale: str,
+        *,
+        strict: bool,
+        focused: str | None = None,
+        backdate: float = 0.0,
+    ) -> InteractionHandle:
+        guild = self._guild_of(channel, guild)
+        guild_id = guild.id if guild else None
+        path = self.commands.resolve(command, guild_id)
         opts, resolved = build_options(
             self,
             path,
-            guild_id=guild.id if guild else None,
+            guild_id=guild_id,
             channel=channel,
-            invoker=invoker,
-            options=merged,
-            strict=False,
+            invoker=self._invoker(guild, user),
+            options=options,
+            strict=strict,
             focused=focused,
         )
         data: dict[str, Any] = {
@@ -676,20 +691,16 @@ class FakeDiscord:
             data["resolved"] = resolved
         if path.scope is not None:
             data["guild_id"] = str(path.scope)
-        handle = self._new_interaction(
-            ix.APPLICATION_COMMAND_AUTOCOMPLETE,
+        return self._new_interaction(
+            kind,
             data,
             user,
             guild,
             channel,
             locale=locale,
             name=path.qualified_name,
+            backdate=backdate,
         )
-        await self._dispatch(handle, timeout)
-        callback = await handle.response(timeout)
-        if not callback.accepted or callback.type != ix.APPLICATION_COMMAND_AUTOCOMPLETE_RESULT:
-            raise FakeDiscordError(f"autocomplete of {command!r} got {callback!r}")
-        return list(handle.autocomplete_choices or [])
 
     async def click(
         self,
@@ -699,6 +710,7 @@ class FakeDiscord:
         user: User | Member,
         values: list[str] | None = None,
         locale: str = "en-US",
+        backdate: float = 0.0,
         timeout: float = 5.0,
     ) -> InteractionHandle:
         """Press a button (or pick `values` in a select) on `message` as `user`."""
@@ -723,6 +735,7 @@ class FakeDiscord:
             message=message,
             locale=locale,
             name=custom_id,
+            backdate=backdate,
         )
         await self._dispatch(handle, timeout)
         return handle
@@ -793,9 +806,10 @@ class FakeDiscord:
         message: Message | None = None,
         locale: str,
         name: str,
+        backdate: float = 0.0,
     ) -> InteractionHandle:
         user = user.user if isinstance(user, Member) else user
-        interaction_id = self.snowflakes.next()
+        interaction_id = self.snowflakes.past(backdate) if backdate else self.snowflakes.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
@@ -850,6 +864,7 @@ class FakeDiscord:
             message=message,
             name=name,
         )
+        handle.backdate = backdate
         self.interactions[interaction_id] = handle
         self.interactions_by_token[token] = handle
         return handle

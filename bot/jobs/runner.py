@@ -1,0 +1,566 @@
+"""The job runner: one background service that owns every job from the queue to its result.
+
+- At most ``max_active`` generations are in flight at PixVerse (the account's concurrency).
+- The next job to start is the oldest job of the member who started one least recently
+  (``JobStore.claim_next``), so one member's ten jobs never hold back another's one.
+- Each state is persisted before the side effect that depends on it: the trace id is
+  written before the generate POST, so a crash between upload and submit re-sends the same
+  request with the same ``Ai-trace-id`` and PixVerse answers the first video instead of
+  starting a second one (pixverse-api.md §1.1).
+- One scheduler polls every generating job (no sleeping task per job), on an adaptive
+  schedule, under one bound on the request rate to PixVerse.
+- Credits: committed when the result is delivered, released on failure, moderation,
+  cancellation or timeout. The store keeps both idempotent per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget, VideoFile
+from bot.jobs.schedule import Estimator, PollSchedule, RateLimiter
+from bot.pixverse import (
+    AuthError,
+    ConcurrencyLimit,
+    DownloadTooLarge,
+    EffectUnavailable,
+    ExtendRequest,
+    ImageToVideoRequest,
+    InvalidInput,
+    InvalidParameters,
+    ModerationRejected,
+    NotFound,
+    OutOfCredits,
+    PixVerseClient,
+    PixVerseError,
+    TransientError,
+    VideoResult,
+    VideoStatus,
+    new_trace_id,
+)
+from bot.store import Store
+from bot.store.models import Job, JobInput, JobSource, JobState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    max_active: int = 5
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    requests_per_second: float = 4.0  # PixVerse documents no QPS limit; its MCP keeps ~1/s
+    request_burst: int = 8
+    poll_concurrency: int = 8
+    # §9: hard stop ~15 min; PixVerse itself refunds after 2 h, so ours is the stricter one.
+    generation_timeout: float = 15 * 60.0
+    max_attempts: int = 4  # transient failures of one step, after the client's own retries
+    retry_delay: float = 5.0
+    busy_delay: float = 15.0  # wait after PixVerse's concurrency limit (500044)
+    idle_check: float = 5.0  # re-read the queue this often even without events
+    default_upload_limit: int = 10 * 1024 * 1024
+    default_estimate: float | None = None
+    simulated: bool = False
+
+
+@dataclass(slots=True)
+class _Generating:
+    job: Job
+    estimate: float
+    polls: int = 0
+    in_flight: bool = False
+
+
+class JobFailure(Exception):
+    """A job cannot finish; the message is shown to the member, the credits go back."""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: Store,
+        pixverse: PixVerseClient,
+        reporter: ProgressReporter,
+        config: RunnerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._jobs = store.jobs
+        self._pixverse = pixverse
+        self._reporter = reporter
+        self._config = config or RunnerConfig()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._starting: dict[int, asyncio.Task[None]] = {}
+        self._generating: dict[int, _Generating] = {}
+        self._due: list[tuple[float, int]] = []
+        self._wake = asyncio.Event()
+        self._poll_wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._services: list[asyncio.Task[None]] = []
+        self._limiter = RateLimiter(self._config.requests_per_second, self._config.request_burst)
+        self._poll_slots = asyncio.Semaphore(self._config.poll_concurrency)
+        self._estimator = Estimator()
+        self._busy_until = 0.0
+        self._reachable: bool | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every unfinished job, then start the dispatcher and the poller."""
+        stats = await self._jobs.stats()
+        for (model, quality, duration), seconds in stats.avg_generation_seconds.items():
+            self._estimator.record(model, quality, duration, seconds)
+        resumed = 0
+        for job in await self._jobs.unfinished():
+            if job.state in (JobState.UPLOADING, JobState.SUBMITTED):
+                self._launch(job)
+                resumed += 1
+            elif job.state is JobState.GENERATING:
+                self._track(job)
+                resumed += 1
+        if resumed:
+            log.info("Resumed %d unfinished job(s)", resumed)
+        self._services = [
+            asyncio.create_task(self._dispatch_loop(), name="runner-dispatch"),
+            asyncio.create_task(self._poll_loop(), name="runner-poll"),
+        ]
+        for task in self._services:
+            task.add_done_callback(_log_crash)
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop at once; every job's state is already persisted, so a restart resumes it."""
+        tasks = [*self._services, *self._starting.values(), *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._services.clear()
+
+    def wake(self) -> None:
+        """A job was queued, cancelled or finished: look at the queue again."""
+        self._wake.set()
+
+    @property
+    def active(self) -> int:
+        return len(self._starting) + len(self._generating)
+
+    @property
+    def pixverse_reachable(self) -> bool | None:
+        """Whether PixVerse answered the last request (None before any)."""
+        return self._reachable
+
+    def estimate(self, job: Job) -> float:
+        p = job.params
+        if self._config.default_estimate is not None and not self._estimator.has(
+            p.model.value, p.quality.value, p.duration
+        ):
+            return self._config.default_estimate
+        return self._estimator.estimate(p.model.value, p.quality.value, p.duration)
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._fill_slots()
+                await self._show_queue()
+            except Exception:
+                log.exception("Job dispatch failed; retrying shortly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._config.idle_check)
+
+    async def _fill_slots(self) -> None:
+        while self.active < self._config.max_active and self._monotonic() >= self._busy_until:
+            job = await self._jobs.claim_next()
+            if job is None:
+                return
+            self._launch(job)
+
+    async def _show_queue(self) -> None:
+        waiting = await self._jobs.next_fair_batch(50)
+        for position, job in enumerate(waiting, start=1):
+            await self._report(job, JobState.QUEUED, queue_position=position)
+
+    def _launch(self, job: Job) -> None:
+        task = asyncio.create_task(self._advance(job), name=f"job-{job.id}")
+        self._starting[job.id] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._starting.get(job.id) is finished:
+                del self._starting[job.id]
+            _log_crash(finished)
+            self.wake()
+
+        task.add_done_callback(done)
+
+    # -- upload and submit -----------------------------------------------------------------
+
+    async def _advance(self, job: Job) -> None:
+        try:
+            job = await self._upload(job)
+            job = await self._submit(job)
+        except ConcurrencyLimit:
+            await self._requeue_busy(job)
+            return
+        except JobFailure as failure:
+            await self._fail(job, str(failure))
+            return
+        except PixVerseError as exc:
+            await self._fail(job, explain(exc))
+            return
+        if job.state is JobState.GENERATING:
+            self._track(job)
+
+    async def _upload(self, job: Job) -> Job:
+        params = job.params
+        if params.source is JobSource.IMAGE and job.pixverse_img_id is None:
+            await self._report(job, JobState.UPLOADING)
+            upload = await self._input(job)
+            image = await self._retrying(
+                job,
+                lambda: self._pixverse.upload_image(
+                    upload.data, filename=upload.filename, content_type=upload.content_type
+                ),
+            )
+            return replace(job, pixverse_img_id=image.img_id)
+        if params.source is JobSource.VIDEO and job.pixverse_media_id is None:
+            await self._report(job, JobState.UPLOADING)
+            upload = await self._input(job)
+            media = await self._retrying(
+                job,
+                lambda: self._pixverse.upload_media(
+                    upload.data, filename=upload.filename, content_type=upload.content_type
+                ),
+            )
+            return replace(job, pixverse_media_id=media.media_id)
+        return job
+
+    async def _input(self, job: Job) -> JobInput:
+        upload = await self._jobs.get_input(job.id)
+        if upload is None:
+            raise JobFailure("The input file was lost before PixVerse received it.")
+        return upload
+
+    async def _submit(self, job: Job) -> Job:
+        trace_id = job.trace_id or new_trace_id()
+        if job.state is not JobState.SUBMITTED or job.trace_id is None:
+            # Persist the trace id first: a crash after this line re-sends the same request.
+            moved = await self._jobs.transition(
+                job.id,
+                (JobState.UPLOADING, JobState.SUBMITTED),
+                JobState.SUBMITTED,
+                drop_input=True,
+                trace_id=trace_id,
+                pixverse_img_id=job.pixverse_img_id,
+                pixverse_media_id=job.pixverse_media_id,
+            )
+            if not moved:
+                log.info("Job %d changed state before submit (cancelled?); skipping", job.id)
+                return job
+            job = replace(job, state=JobState.SUBMITTED, trace_id=trace_id)
+        await self._report(job, JobState.SUBMITTED)
+        submit = await self._generate_call(job, trace_id)
+        video_id = await self._retrying(job, submit)
+        moved = await self._jobs.transition(
+            job.id, JobState.SUBMITTED, JobState.GENERATING, pixverse_video_id=video_id
+        )
+        if not moved:
+            log.warning("Job %d was finished elsewhere while PixVerse accepted it", job.id)
+            return job
+        fresh = await self._jobs.get(job.id)
+        return fresh if fresh is not None else job
+
+    async def _generate_call(self, job: Job, trace_id: str) -> Callable[[], Awaitable[int]]:
+        params = job.params
+        common = {
+            "prompt": params.prompt,
+            "model": params.model,
+            "duration": params.duration,
+            "quality": params.quality,
+            "negative_prompt": params.negative_prompt,
+            # §4.1: v5 has no motion_mode; "normal" is the default, so it is left out too.
+            "motion_mode": params.motion if params.motion.value != "normal" else None,
+            "seed": params.seed,
+            "style": params.style,
+            "template_id": params.template_id,
+        }
+        if params.source is JobSource.IMAGE:
+            if job.pixverse_img_id is None:
+                raise JobFailure("The image never reached PixVerse.")
+            image_request = ImageToVideoRequest(img_id=job.pixverse_img_id, **common)
+            return lambda: self._pixverse.image_to_video(image_request, trace_id=trace_id)
+        if params.source is JobSource.VIDEO:
+            extend = ExtendRequest(video_media_id=job.pixverse_media_id, **common)
+        else:
+            parent = await self._jobs.get(job.parent_job_id) if job.parent_job_id else None
+            if parent is None or parent.pixverse_video_id is None:
+                raise JobFailure("The video to extend is no longer available at PixVerse.")
+            extend = ExtendRequest(source_video_id=parent.pixverse_video_id, **common)
+        return lambda: self._pixverse.extend(extend, trace_id=trace_id)
+
+    async def _retrying(self, job: Job, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry a step on transient failures, beyond the client's own quick retries."""
+        for attempt in range(1, self._config.max_attempts + 1):
+            try:
+                result = await call()
+            except TransientError as exc:
+                self._reachable = False
+                if attempt == self._config.max_attempts:
+                    raise JobFailure(
+                        "PixVerse kept failing to answer; please try again later."
+                    ) from exc
+                delay = self._config.retry_delay * 2 ** (attempt - 1)
+                log.warning("Job %d: PixVerse failed (%s); retry in %.0fs", job.id, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            except PixVerseError:
+                self._reachable = True
+                raise
+            self._reachable = True
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _requeue_busy(self, job: Job) -> None:
+        delay = self._config.busy_delay
+        self._busy_until = self._monotonic() + delay
+        # A refused request created nothing at PixVerse: the retry gets a fresh trace id, in
+        # case PixVerse replays errors for a repeated one (§14 leaves that open).
+        moved = await self._jobs.transition(
+            job.id,
+            (JobState.UPLOADING, JobState.SUBMITTED),
+            JobState.QUEUED,
+            trace_id=None,
+            pixverse_img_id=job.pixverse_img_id,
+            pixverse_media_id=job.pixverse_media_id,
+            next_attempt_at=self._clock() + delay,
+            attempts=job.attempts + 1,
+        )
+        if moved:
+            log.info("Job %d: PixVerse is at its concurrency limit; re-queued", job.id)
+            await self._report(
+                job,
+                JobState.QUEUED,
+                waiting=(
+                    "PixVerse is busy with other videos; this one starts as soon as a slot frees up"
+                ),
+            )
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def _track(self, job: Job) -> None:
+        entry = _Generating(job=job, estimate=self.estimate(job))
+        self._generating[job.id] = entry
+        delay = self._config.schedule.next_delay(self._elapsed(job), entry.estimate, 0)
+        self._schedule(job.id, delay)
+
+    def _schedule(self, job_id: int, delay: float) -> None:
+        heapq.heappush(self._due, (self._monotonic() + delay, job_id))
+        self._poll_wake.set()
+
+    def _elapsed(self, job: Job) -> float:
+        start = job.submitted_at or job.started_at or job.created_at
+        return max(0.0, self._clock() - start.timestamp())
+
+    async def _poll_loop(self) -> None:
+        while True:
+            self._poll_wake.clear()
+            while self._due and self._due[0][0] <= self._monotonic():
+                _, job_id = heapq.heappop(self._due)
+                entry = self._generating.get(job_id)
+                if entry is None or entry.in_flight:
+                    continue
+                await self._poll_slots.acquire()
+                await self._limiter.acquire()
+                entry.in_flight = True
+                self._spawn(self._poll(entry), f"poll-{job_id}")
+            timeout = self._due[0][0] - self._monotonic() if self._due else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wake.wait(), timeout=timeout)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_crash)
+
+    async def _poll(self, entry: _Generating) -> None:
+        job = entry.job
+        try:
+            result = await self._pixverse.result(_video_id(job))
+        except TransientError as exc:
+            self._reachable = False
+            log.warning("Job %d: result poll failed (%s)", job.id, exc)
+            self._reschedule(entry, self._config.schedule.steady_delay)
+            return
+        except NotFound:
+            await self._finish_failed(entry, "PixVerse no longer has this job.")
+            return
+        except PixVerseError as exc:
+            self._reachable = True
+            log.error("Job %d: PixVerse refused the result poll: %r", job.id, exc)
+            self._reschedule(entry, self._config.schedule.late_delay)
+            return
+        finally:
+            self._poll_slots.release()
+        self._reachable = True
+        try:
+            await self._handle_result(entry, result)
+        except Exception:
+            log.exception("Job %d: handling PixVerse's result failed; polling again", job.id)
+            self._reschedule(entry, self._config.schedule.late_delay)
+
+    def _reschedule(self, entry: _Generating, delay: float) -> None:
+        entry.in_flight = False
+        if entry.job.id in self._generating:
+            self._schedule(entry.job.id, delay)
+
+    async def _handle_result(self, entry: _Generating, result: VideoResult) -> None:
+        job = entry.job
+        status = result.status
+        if status == VideoStatus.DONE and result.video_url:
+            await self._deliver(entry, result.video_url)
+        elif status == VideoStatus.MODERATED:
+            await self._finish_failed(
+                entry,
+                "PixVerse's content moderation refused this video: change the image or prompt.",
+            )
+        elif status == VideoStatus.FAILED:
+            await self._finish_failed(entry, "PixVerse could not generate this video.")
+        elif status == VideoStatus.DELETED:
+            await self._finish_failed(entry, "PixVerse deleted this video.")
+        else:
+            elapsed = self._elapsed(job)
+            if elapsed > self._config.generation_timeout:
+                minutes = self._config.generation_timeout / 60
+                await self._finish_failed(
+                    entry, f"PixVerse did not finish within {minutes:.0f} minutes."
+                )
+                return
+            await self._report(job, JobState.GENERATING, elapsed=elapsed, estimate=entry.estimate)
+            entry.polls += 1
+            delay = self._config.schedule.next_delay(elapsed, entry.estimate, entry.polls)
+            self._reschedule(entry, delay)
+
+    async def _deliver(self, entry: _Generating, url: str) -> None:
+        job = entry.job
+        limit = job.upload_limit or self._config.default_upload_limit
+        video: VideoFile | None = None
+        try:
+            data = await self._pixverse.download(url, max_bytes=limit)
+            video = VideoFile(filename=f"pixbot-{job.id}.mp4", data=data)
+        except DownloadTooLarge:
+            log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
+        except PixVerseError as exc:
+            log.warning("Job %d: could not download the video (%s); linking it", job.id, exc)
+        quota = await self._store.ledger.quota_for_job(job.id)
+        # Delivered first, committed after: a crash in between re-delivers, never re-charges.
+        target = await self._report(
+            job,
+            JobState.DONE,
+            video=video,
+            video_url=url,
+            credits_left=quota.left if quota else None,
+            elapsed=self._elapsed(job),
+        )
+        await self._remember_target(job, target)
+        await self._jobs.finish_done(job.id, url)
+        p = job.params
+        self._estimator.record(p.model.value, p.quality.value, p.duration, self._elapsed(job))
+        self._generating.pop(job.id, None)
+        self.wake()
+
+    async def _finish_failed(self, entry: _Generating, reason: str) -> None:
+        self._generating.pop(entry.job.id, None)
+        await self._fail(entry.job, reason)
+
+    async def _fail(self, job: Job, reason: str) -> None:
+        log.info("Job %d failed: %s", job.id, reason)
+        target = await self._report(job, JobState.FAILED, error=reason, refunded=True)
+        await self._remember_target(job, target)
+        await self._jobs.finish_failed(job.id, reason)
+        self.wake()
+
+    # -- reporting -------------------------------------------------------------------------
+
+    async def report_cancelled(self, job: Job, reason: str) -> None:
+        """Show a job cancelled elsewhere (by its owner or a moderator)."""
+        await self._report(job, JobState.CANCELLED, error=reason, refunded=True)
+        self.wake()
+
+    async def _report(self, job: Job, state: JobState, **extra: object) -> StatusTarget | None:
+        update = JobUpdate(
+            job_id=job.id,
+            state=state,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            owner_id=job.user_id,
+            kind=job.kind,
+            params=job.params,
+            cost=job.cost,
+            target=StatusTarget(
+                channel_id=job.status_channel_id or job.channel_id,
+                message_id=job.status_message_id,
+                token=job.interaction_token,
+                token_expires_at=(
+                    job.interaction_expires_at.timestamp() if job.interaction_expires_at else None
+                ),
+            ),
+            simulated=self._config.simulated,
+            parent_job_id=job.parent_job_id,
+            **extra,  # type: ignore[arg-type]
+        )
+        try:
+            return await self._reporter.show(update)
+        except Exception:
+            # A status message must never stop a job: log it and carry on.
+            log.exception("Job %d: could not show its status", job.id)
+            return None
+
+    async def _remember_target(self, job: Job, target: StatusTarget | None) -> None:
+        if target is not None and target.message_id not in (None, job.status_message_id):
+            await self._jobs.set_fields(
+                job.id, status_channel_id=target.channel_id, status_message_id=target.message_id
+            )
+
+
+def explain(error: PixVerseError) -> str:
+    """What a member is told when PixVerse refuses a job."""
+    if isinstance(error, ModerationRejected):
+        return "PixVerse's content moderation refused the input: change the image or prompt."
+    if isinstance(error, EffectUnavailable):
+        if error.code == 500071:
+            return "This effect does not support 720p or 1080p: choose 360p or 540p."
+        return "This effect is not available on the bot's PixVerse account right now."
+    if isinstance(error, InvalidInput):
+        return f"PixVerse could not use the input file: {error.message}"
+    if isinstance(error, InvalidParameters):
+        return f"PixVerse refused the request: {error.message}"
+    if isinstance(error, OutOfCredits):
+        return "The bot's PixVerse account is out of credits: please tell a server admin."
+    if isinstance(error, AuthError):
+        return "PixVerse refused the bot's API key: please tell the bot's operator."
+    if isinstance(error, NotFound):
+        return "PixVerse could not find the source of this job."
+    return "PixVerse failed to take the job; please try again later."
+
+
+def _video_id(job: Job) -> int:
+    assert job.pixverse_video_id is not None
+    return job.pixverse_video_id
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("Background task %s crashed", task.get_name(), exc_info=exc)

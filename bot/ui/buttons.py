@@ -1,0 +1,169 @@
+"""The result buttons: Re-roll and Extend, usable by any member, charged to whoever clicks.
+
+They are ``DynamicItem``s whose ``custom_id`` carries the job id, so they keep working after
+a restart without any stored view.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.jobs.options import random_seed
+from bot.jobs.progress import JobUpdate
+from bot.pixverse.rules import PROMPT_MAX
+from bot.store.models import Job, JobKind, JobSource, JobState
+from bot.tree import send_ephemeral, user_message
+
+if TYPE_CHECKING:
+    from bot.app import PixBot
+
+log = logging.getLogger(__name__)
+
+
+async def _finished_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
+    bot: PixBot = interaction.client  # type: ignore[assignment]
+    job = await bot.store.jobs.get(job_id)
+    if job is None or interaction.guild is None or job.guild_id != interaction.guild.id:
+        raise UserFacingError(f"Job #{job_id} is not a job of this server.")
+    if job.state is not JobState.DONE or job.pixverse_video_id is None:
+        raise UserFacingError(f"Job #{job_id} has no finished video to work from.")
+    if job.removed_at is not None:
+        raise UserFacingError(f"Job #{job_id} was removed by a moderator.")
+    return job
+
+
+class RerollButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixbot:reroll:(?P<job>\d+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Re-roll",
+                emoji="🎲",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"pixbot:reroll:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> RerollButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self._reroll(interaction)
+        except Exception as exc:
+            await report_item_error(interaction, exc)
+
+    async def _reroll(self, interaction: discord.Interaction[Any]) -> None:
+        bot: PixBot = interaction.client  # type: ignore[assignment]
+        source = await _finished_job(interaction, self.job_id)
+        params = source.params.model_copy(update={"seed": random_seed()})
+        # Same input: the image or video PixVerse already has, or the same extended video.
+        parent = source.parent_job_id if params.source is JobSource.JOB else source.id
+        await bot.intake.accept(
+            interaction,
+            params,
+            kind=JobKind.REROLL,
+            parent_job_id=parent,
+            pixverse_img_id=source.pixverse_img_id,
+            pixverse_media_id=source.pixverse_media_id,
+        )
+
+
+class ExtendButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixbot:extend:(?P<job>\d+)"
+):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Extend",
+                emoji="➕",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"pixbot:extend:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> ExtendButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await _finished_job(interaction, self.job_id)
+            await interaction.response.send_modal(ExtendModal(self.job_id))
+        except Exception as exc:
+            await report_item_error(interaction, exc)
+
+
+class ExtendModal(discord.ui.Modal, title="Extend this video"):
+    prompt: discord.ui.TextInput[ExtendModal] = discord.ui.TextInput(
+        label="What happens next?",
+        style=discord.TextStyle.paragraph,
+        min_length=1,
+        max_length=PROMPT_MAX,
+        placeholder="The camera pulls back to reveal…",
+    )
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(custom_id=f"pixbot:extend-modal:{job_id}", timeout=None)
+        self.job_id = job_id
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        bot: PixBot = interaction.client  # type: ignore[assignment]
+        source = await _finished_job(interaction, self.job_id)
+        text = self.prompt.value.strip()
+        if not text:
+            raise UserFacingError("The prompt is empty: describe what happens next.")
+        params = source.params.model_copy(
+            update={
+                "prompt": text,
+                "negative_prompt": None,
+                "seed": random_seed(),
+                "source": JobSource.JOB,
+                "template_id": None,
+                "effect": None,
+                "notes": (),
+            }
+        )
+        await bot.intake.accept(interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id)
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:
+        await report_item_error(interaction, error)
+
+
+async def report_item_error(interaction: discord.Interaction[Any], error: Exception) -> None:
+    message = user_message(error)
+    if message is None:
+        log.error("Button or modal failed", exc_info=error)
+        message = "Something went wrong on the bot's side; nothing was charged."
+    await send_ephemeral(interaction, message)
+
+
+def result_view(update: JobUpdate) -> discord.ui.View | None:
+    """The buttons under a finished video; none for failed or cancelled jobs."""
+    if update.state is not JobState.DONE:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(update.job_id))
+    view.add_item(ExtendButton(update.job_id))
+    return view

@@ -1,0 +1,183 @@
+"""Accepting a job from a Discord interaction: the one road from a command to the queue.
+
+Commands, the result buttons and the extend modal all end here: check the channel, write
+the job and its reservation in one transaction, answer with the public status message
+within Discord's 3-second window, and wake the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
+from bot.ui.render import render
+
+if TYPE_CHECKING:
+    from bot.app import PixBot
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Work that may outlast this is done after a public defer, so Discord never sees silence.
+DEFER_AFTER = 1.5
+TOKEN_LIFETIME = timedelta(minutes=15)
+# What the bot itself needs in the channel to show and finish a status message.
+CHANNEL_PERMISSIONS = ("view_channel", "send_messages", "embed_links", "attach_files")
+
+
+def member_role_ids(interaction: discord.Interaction[Any]) -> list[int]:
+    user = interaction.user
+    return [role.id for role in user.roles] if isinstance(user, discord.Member) else []
+
+
+def check_channel(interaction: discord.Interaction[Any]) -> None:
+    """Refuse before anything is charged when the bot could not post or edit here."""
+    if interaction.guild is None:
+        raise UserFacingError("This command works in servers only.")
+    permissions = interaction.app_permissions
+    missing = [name for name in CHANNEL_PERMISSIONS if not getattr(permissions, name)]
+    if missing:
+        names = ", ".join(name.replace("_", " ").title() for name in missing)
+        raise UserFacingError(
+            f"I can't post videos in this channel (missing: {names}): ask a moderator to "
+            "grant me those permissions here, or use another channel."
+        )
+
+
+async def within_deadline(interaction: discord.Interaction[Any], work: Awaitable[T]) -> T:
+    """Run slow preparation (downloads, image checks); defer publicly if it takes long."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout=DEFER_AFTER)
+    except TimeoutError:
+        pass
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    try:
+        return await task
+    except BaseException:
+        await _withdraw_deferral(interaction)
+        raise
+
+
+async def _withdraw_deferral(interaction: discord.Interaction[Any]) -> None:
+    # A refusal after a public defer must not be public: remove the "thinking" message so
+    # the error handler's followup can be ephemeral.
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException as exc:
+        log.debug("Could not remove the deferred response: %s", exc)
+
+
+class Intake:
+    def __init__(self, bot: PixBot) -> None:
+        self._bot = bot
+
+    async def accept(
+        self,
+        interaction: discord.Interaction[Any],
+        params: JobParams,
+        *,
+        kind: JobKind = JobKind.VIDEO,
+        upload: JobInput | None = None,
+        parent_job_id: int | None = None,
+        pixverse_img_id: int | None = None,
+        pixverse_media_id: int | None = None,
+    ) -> Job:
+        check_channel(interaction)
+        assert interaction.guild is not None and interaction.channel_id is not None
+        settings = self._bot.settings
+        deferred = interaction.response.is_done()
+        try:
+            job = await self._bot.store.jobs.create(
+                NewJob(
+                    guild_id=interaction.guild.id,
+                    channel_id=interaction.channel_id,
+                    user_id=interaction.user.id,
+                    params=params,
+                    kind=kind,
+                    parent_job_id=parent_job_id,
+                    input=upload,
+                    interaction_token=interaction.token,
+                    interaction_expires_at=interaction.created_at + TOKEN_LIFETIME,
+                    pixverse_img_id=pixverse_img_id,
+                    pixverse_media_id=pixverse_media_id,
+                    upload_limit=interaction.filesize_limit or interaction.guild.filesize_limit,
+                ),
+                role_ids=member_role_ids(interaction),
+                max_jobs_per_user=settings.max_jobs_per_user,
+                daily_default=settings.daily_credits,
+            )
+        except Exception:
+            if deferred:
+                await _withdraw_deferral(interaction)
+            raise
+        position = await self._bot.store.jobs.queue_position(job.id)
+        update = self.initial_update(job, position)
+        rendered = render(update)
+        try:
+            if deferred:
+                message = await interaction.edit_original_response(
+                    content=rendered.content,
+                    embed=rendered.embed,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                message_id = message.id
+            else:
+                callback = await interaction.response.send_message(
+                    content=rendered.content,
+                    embed=rendered.embed,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                message_id = callback.message_id or (await interaction.original_response()).id
+        except discord.HTTPException:
+            # The member saw no answer and will likely try again: don't keep (or charge) this.
+            await self._bot.store.jobs.cancel(job.id, reason="the status message failed")
+            raise
+        await self._bot.store.jobs.set_fields(
+            job.id, status_channel_id=interaction.channel_id, status_message_id=message_id
+        )
+        self._bot.reporter.prime(
+            job.id,
+            StatusTarget(
+                channel_id=interaction.channel_id,
+                message_id=message_id,
+                token=interaction.token,
+                token_expires_at=(interaction.created_at + TOKEN_LIFETIME).timestamp(),
+            ),
+            rendered,
+        )
+        self._bot.runner.wake()
+        log.info(
+            "Job %d accepted: %s by %d in guild %d (%d credits)",
+            job.id,
+            kind.value,
+            job.user_id,
+            job.guild_id,
+            job.cost,
+        )
+        return job
+
+    def initial_update(self, job: Job, position: int | None) -> JobUpdate:
+        return JobUpdate(
+            job_id=job.id,
+            state=JobState.QUEUED,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            owner_id=job.user_id,
+            kind=job.kind,
+            params=job.params,
+            cost=job.cost,
+            target=StatusTarget(channel_id=job.channel_id),
+            simulated=self._bot.simulated,
+            parent_job_id=job.parent_job_id,
+            queue_position=position,
+        )

@@ -1,0 +1,213 @@
+"""/video and /extend: parse → validate → hand to the intake → the status message answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.jobs.media import (
+    PreparedMedia,
+    check_declared_image,
+    check_declared_video,
+    prepare_image,
+    prepare_video,
+)
+from bot.jobs.options import Defaults, build_options
+from bot.pixverse.rules import PROMPT_MAX, SEED_MAX
+from bot.store.models import JobInput, JobKind, JobParams, JobSource, JobState
+from bot.ui.intake import check_channel, within_deadline
+from bot.ui.render import prompt_start
+
+if TYPE_CHECKING:
+    from bot.app import PixBot
+
+ModelChoice = Literal["v3.5", "v4", "v4.5", "v5"]
+QualityChoice = Literal["360p", "540p", "720p", "1080p"]
+DurationChoice = Literal[5, 8]
+MotionChoice = Literal["normal", "fast"]
+StyleChoice = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
+Prompt = app_commands.Range[str, 1, PROMPT_MAX]
+NegativePrompt = app_commands.Range[str, 0, PROMPT_MAX]
+Seed = app_commands.Range[int, 0, SEED_MAX]
+
+_OPTION_HELP = {
+    "prompt": "What should happen in the video (up to 2048 characters)",
+    "negative_prompt": "What the video should avoid",
+    "model": "PixVerse model (v5 has no fast motion)",
+    "quality": "Resolution; 1080p supports 5 s only",
+    "duration": "Length in seconds; 8 s needs normal motion and at most 720p (v5: any)",
+    "motion": "Motion mode; fast supports 5 s only",
+    "style": "Visual style (only effective on v3.5)",
+    "seed": "Seed for a repeatable result (0–2147483647); random when left out",
+    "effect": "One of the PixVerse effects this bot offers",
+}
+
+
+class Generate(commands.Cog):
+    def __init__(self, bot: PixBot) -> None:
+        self.bot = bot
+
+    def _params(self, source: JobSource, **options: Any) -> JobParams:
+        settings = self.bot.settings
+        defaults = Defaults(
+            settings.default_model, settings.default_quality, settings.default_duration
+        )
+        return build_options(
+            defaults=defaults, effects=settings.pixverse_effects, source=source, **options
+        )
+
+    @app_commands.command(name="video", description="Animate an image into a video")
+    @app_commands.guild_only()
+    @app_commands.describe(image="A PNG, JPEG or WebP picture to animate", **_OPTION_HELP)
+    async def video(
+        self,
+        interaction: discord.Interaction[PixBot],
+        image: discord.Attachment,
+        prompt: Prompt,
+        negative_prompt: NegativePrompt | None = None,
+        model: ModelChoice | None = None,
+        quality: QualityChoice | None = None,
+        duration: DurationChoice | None = None,
+        motion: MotionChoice | None = None,
+        style: StyleChoice | None = None,
+        seed: Seed | None = None,
+        effect: str | None = None,
+    ) -> None:
+        params = self._params(
+            JobSource.IMAGE,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            quality=quality,
+            duration=duration,
+            motion=motion,
+            style=style,
+            seed=seed,
+            effect=effect,
+        )
+        check_channel(interaction)
+        check_declared_image(image.filename, image.content_type, image.size)
+        prepared = await within_deadline(interaction, _download(image, prepare_image))
+        if prepared.scaled_from is not None:
+            width, height = prepared.scaled_from
+            note = (
+                f"The image was {width}×{height}; it was scaled to "
+                f"{prepared.width}×{prepared.height} for PixVerse."
+            )
+            params = params.model_copy(update={"notes": (*params.notes, note)})
+        await self.bot.intake.accept(interaction, params, upload=_job_input(prepared))
+
+    @app_commands.command(name="extend", description="Continue a video with a new prompt")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        video="An MP4, MOV or WebM clip to continue (up to 30 s, 50 MB, 1920 px)",
+        job="The id of a finished job of this server to continue",
+        **_OPTION_HELP,
+    )
+    async def extend(
+        self,
+        interaction: discord.Interaction[PixBot],
+        prompt: Prompt,
+        video: discord.Attachment | None = None,
+        job: app_commands.Range[int, 1] | None = None,
+        negative_prompt: NegativePrompt | None = None,
+        model: ModelChoice | None = None,
+        quality: QualityChoice | None = None,
+        duration: DurationChoice | None = None,
+        motion: MotionChoice | None = None,
+        style: StyleChoice | None = None,
+        seed: Seed | None = None,
+        effect: str | None = None,
+    ) -> None:
+        if (video is None) == (job is None):
+            raise UserFacingError(
+                "Give exactly one source: `video` (upload a clip) or `job` (the id of a "
+                "finished job), not both and not neither."
+            )
+        params = self._params(
+            JobSource.VIDEO if video is not None else JobSource.JOB,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            quality=quality,
+            duration=duration,
+            motion=motion,
+            style=style,
+            seed=seed,
+            effect=effect,
+        )
+        check_channel(interaction)
+        if job is not None:
+            parent = await self.bot.store.jobs.get(job)
+            if parent is None or parent.guild_id != interaction.guild_id:
+                raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
+            if parent.state is not JobState.DONE or parent.pixverse_video_id is None:
+                raise UserFacingError(
+                    f"Job #{job} is {parent.state.value}, not finished: extend a finished job."
+                )
+            await self.bot.intake.accept(
+                interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id
+            )
+            return
+        assert video is not None
+        check_declared_video(video.filename, video.content_type, video.size)
+        prepared = await within_deadline(interaction, _download(video, prepare_video))
+        await self.bot.intake.accept(
+            interaction, params, kind=JobKind.EXTEND, upload=_job_input(prepared)
+        )
+
+    @video.autocomplete("effect")
+    @extend.autocomplete("effect")
+    async def effect_autocomplete(
+        self, interaction: discord.Interaction[PixBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        wanted = current.casefold()
+        return [
+            app_commands.Choice(name=name[:100], value=name[:100])
+            for name in sorted(self.bot.settings.pixverse_effects)
+            if wanted in name.casefold()
+        ][:25]
+
+    @extend.autocomplete("job")
+    async def job_autocomplete(
+        self, interaction: discord.Interaction[PixBot], current: str
+    ) -> list[app_commands.Choice[int]]:
+        if interaction.guild_id is None:
+            return []
+        jobs = await self.bot.store.jobs.finished_for_user(
+            interaction.guild_id, interaction.user.id, current.strip().lstrip("#"), limit=25
+        )
+        return [
+            app_commands.Choice(
+                name=f"#{job.id} · {prompt_start(job.params.prompt, 80)}", value=job.id
+            )
+            for job in jobs
+        ]
+
+
+async def _download(attachment: discord.Attachment, prepare: Any) -> PreparedMedia:
+    # Discord's attachment URLs expire: the bytes are kept with the job until PixVerse has them.
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as exc:
+        raise UserFacingError(
+            f"I could not download `{attachment.filename}` from Discord ({exc.status}): "
+            "attach it again."
+        ) from None
+    result: PreparedMedia = await asyncio.to_thread(prepare, data, attachment.filename)
+    return result
+
+
+def _job_input(prepared: PreparedMedia) -> JobInput:
+    return JobInput(
+        filename=prepared.filename, content_type=prepared.content_type, data=prepared.data
+    )
+
+
+async def setup(bot: PixBot) -> None:
+    await bot.add_cog(Generate(bot))
