@@ -62,6 +62,7 @@ class PixBot(commands.Bot):
         runner_config: RunnerConfig | None = None,
         simulator_config: SimulatorConfig | None = None,
         status_interval: float = 3.0,
+        **client_options: Any,
     ) -> None:
         super().__init__(
             # Slash commands only: no message content is read, so no privileged intents.
@@ -70,6 +71,7 @@ class PixBot(commands.Bot):
             intents=discord.Intents.default(),
             tree_cls=PixTree,
             allowed_mentions=discord.AllowedMentions.none(),
+            **client_options,
         )
         self.settings = settings
         self.force_global_sync = force_global_sync

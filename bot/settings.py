@@ -22,6 +22,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        # .env.example ships `DEV_GUILD_ID=`, `PIXVERSE_API_KEY=`…: an empty value means unset.
+        env_ignore_empty=True,
         hide_input_in_errors=True,
     )
 
@@ -94,7 +96,8 @@ class Settings(BaseSettings):
     def _check_webhook_pair(self) -> Settings:
         if (self.pixverse_webhook_secret is None) != (self.webhook_port is None):
             missing = "WEBHOOK_PORT" if self.webhook_port is None else "PIXVERSE_WEBHOOK_SECRET"
-            raise ValueError(f"{missing} must be set together with the other webhook setting")
+            given = "PIXVERSE_WEBHOOK_SECRET" if missing == "WEBHOOK_PORT" else "WEBHOOK_PORT"
+            raise ValueError(f"{missing} is required when {given} is set")
         return self
 
     @property
@@ -130,4 +133,7 @@ def _describe(exc: ValidationError) -> str:
     if error.get("type") == "missing":
         return f"{name} is required but not set"
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if not field:
+        # A check across variables (the webhook pair) names them in its own message.
+        return message
     return f"{name} is invalid: {message}"

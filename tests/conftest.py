@@ -1,0 +1,176 @@
+"""End-to-end harness: the real PixBot (real discord.py) against the fake Discord, with the
+PixVerse simulator embedded as under ``python -m bot --simulate``.
+
+Every wait is bounded; everything listens on 127.0.0.1 only.
+"""
+
+# The waits take `timeout=` by design: every wait in a test is bounded.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakediscord import FakeDiscord, Message, permissions
+from PIL import Image
+
+from bot.app import PixBot
+from bot.jobs.runner import RunnerConfig
+from bot.jobs.schedule import PollSchedule
+from bot.settings import Settings
+from bot.simulator import SimulatorConfig
+
+FAST_RUNNER = RunnerConfig(
+    max_active=5,
+    schedule=PollSchedule(first_delay=0.05, min_delay=0.05, steady_delay=0.1, late_delay=0.2),
+    requests_per_second=200,
+    request_burst=50,
+    retry_delay=0.05,
+    busy_delay=0.2,
+    idle_check=0.1,
+    default_estimate=0.3,
+    simulated=True,
+)
+# Tests shorten the edit interval to stay quick; one test checks the real 3 s.
+FAST_STATUS_INTERVAL = 0.2
+
+
+def png_bytes(width: int = 64, height: int = 48, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(out, format=fmt)
+    return out.getvalue()
+
+
+@dataclass
+class World:
+    """The fake Discord's world and the running bot(s)."""
+
+    fake: FakeDiscord
+    tmp_path: Path
+    guild: Any = None
+    channel: Any = None
+    admin: Any = None
+    member: Any = None
+    other: Any = None
+    bots: list[tuple[PixBot, asyncio.Task[None]]] = field(default_factory=list)
+
+    @property
+    def bot(self) -> PixBot:
+        return self.bots[-1][0]
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "discord_token": self.fake.bot_token,
+            "database_path": self.tmp_path / "data" / "bot.sqlite3",
+            "dev_guild_id": self.guild.id,
+            "daily_credits": 150,
+            "max_jobs_per_user": 2,
+            "pixverse_effects": {"Kiss kiss": 315446315336768},
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, simulate=True, **values)  # type: ignore[call-arg]
+
+    async def start_bot(
+        self,
+        *,
+        runner: RunnerConfig = FAST_RUNNER,
+        simulator: SimulatorConfig | None = None,
+        status_interval: float = FAST_STATUS_INTERVAL,
+        force_global_sync: bool = False,
+        **settings: Any,
+    ) -> PixBot:
+        bot = PixBot(
+            self.settings(**settings),
+            force_global_sync=force_global_sync,
+            runner_config=runner,
+            simulator_config=simulator or SimulatorConfig(gen_time=0.3, seed=7),
+            status_interval=status_interval,
+            guild_ready_timeout=0.05,
+        )
+        await bot.login(self.fake.bot_token)
+        task = asyncio.create_task(bot.connect(reconnect=False))
+        self.bots.append((bot, task))
+        await asyncio.wait_for(bot.wait_until_ready(), timeout=10)
+        return bot
+
+    async def stop_bot(self) -> None:
+        bot, task = self.bots.pop()
+        await asyncio.wait_for(bot.close(), timeout=10)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=10)
+
+    async def video(
+        self,
+        user: Any = None,
+        *,
+        image: tuple[str, bytes, str] | None = None,
+        strict: bool = True,
+        **options: Any,
+    ):
+        options.setdefault("prompt", "a cat turns its head")
+        return await self.fake.invoke(
+            "video",
+            user=user or self.member,
+            channel=self.channel,
+            options=options,
+            attachments={"image": image or ("cat.png", png_bytes(), "image/png")},
+            strict=strict,
+        )
+
+    async def until(self, predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.02)
+
+    async def job_final(self, job_id: int, timeout: float = 15.0):
+        """Wait until the store has the job in a final state (after its message was shown)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                job = await self.bot.store.jobs.get(job_id)
+                if job is not None and job.is_final:
+                    return job
+                await asyncio.sleep(0.02)
+
+    async def latest_job(self, user: Any = None):
+        user = user or self.member
+        jobs = await self.bot.store.jobs.list_for_user(self.guild.id, user.id, limit=1, offset=0)
+        assert jobs, "no job was created"
+        return jobs[0]
+
+
+def status_text(message: Message) -> str:
+    """Everything a member reads on a status message: content and embeds."""
+    parts = [message.content or ""]
+    for embed in message.embeds or []:
+        parts.append(embed.get("title", ""))
+        parts.append(embed.get("description", ""))
+        for item in embed.get("fields", []):
+            parts.append(f"{item.get('name')}: {item.get('value')}")
+        parts.append((embed.get("footer") or {}).get("text", ""))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with FakeDiscord() as fake:
+        world = World(fake=fake, tmp_path=tmp_path)
+        world.guild = fake.add_guild("Pixel Lounge")
+        world.channel = fake.add_channel(world.guild, "generate")
+        mod_role = fake.add_role(world.guild, "Moderator", permissions=permissions.MANAGE_GUILD)
+        world.admin = fake.add_user("mod")
+        fake.add_member(world.guild, world.admin, roles=[mod_role])
+        world.member = fake.add_user("sam")
+        fake.add_member(world.guild, world.member)
+        world.other = fake.add_user("alex")
+        fake.add_member(world.guild, world.other)
+        with fake.patch_discord():
+            try:
+                yield world
+            finally:
+                while world.bots:
+                    await world.stop_bot()
