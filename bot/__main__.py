@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import aiohttp
 import discord
 
 from bot.app import PixBot
@@ -18,6 +19,7 @@ log = logging.getLogger("bot")
 
 EXIT_SETTINGS = 2
 EXIT_LOGIN = 3
+EXIT_NETWORK = 4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +61,9 @@ async def run(settings: Settings, *, force_global_sync: bool) -> int:
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused the gateway intents requested by the bot")
         return EXIT_LOGIN
+    except (aiohttp.ClientError, OSError) as exc:
+        log.error("Could not reach Discord (%s); check the network and try again", exc)
+        return EXIT_NETWORK
     finally:
         if stopping:
             await stopping[0]

@@ -64,6 +64,9 @@ class PixBot(commands.Bot):
         status_interval: float = 3.0,
         **client_options: Any,
     ) -> None:
+        # The bot never joins voice: silence discord.py's warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             # Slash commands only: no message content is read, so no privileged intents.
             command_prefix=commands.when_mentioned,

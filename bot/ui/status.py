@@ -16,6 +16,7 @@ import asyncio
 import io
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ UNKNOWN_MESSAGE = 10008
 UNKNOWN_CHANNEL = 10003
 INVALID_WEBHOOK_TOKEN = 50027
 FILE_TOO_LARGE = 40005
+FINISHED_MEMORY = 10_000
 
 ViewFactory = Callable[[JobUpdate], discord.ui.View | None]
 
@@ -72,6 +74,9 @@ class DiscordStatusReporter:
         self._clock = clock
         self._wall_clock = wall_clock
         self._slots: dict[int, _Slot] = {}
+        # Jobs whose final state was shown: a late intermediate update (a queue refresh that
+        # raced a cancellation) must not turn a finished message back to "queued".
+        self._finished: OrderedDict[int, None] = OrderedDict()
 
     def prime(self, job_id: int, target: StatusTarget, shown: Rendered) -> None:
         """Record what the status message shows right after it was created."""
@@ -82,6 +87,8 @@ class DiscordStatusReporter:
         if slot is None:
             # The message was (most likely) just shown: its creation counts as an edit.
             slot = self._slots[update.job_id] = _Slot(update.target, last_edit=self._clock())
+        if update.job_id in self._finished and not update.final:
+            return None
         if update.final:
             return await self._show_final(slot, update)
         if slot.gone or slot.target.message_id is None:
@@ -147,6 +154,9 @@ class DiscordStatusReporter:
                 return await self._post_new(slot, update, rendered)
         finally:
             self._slots.pop(update.job_id, None)
+            self._finished[update.job_id] = None
+            while len(self._finished) > FINISHED_MEMORY:
+                self._finished.popitem(last=False)
 
     async def _post_new(
         self, slot: _Slot, update: JobUpdate, rendered: Rendered

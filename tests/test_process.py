@@ -1,0 +1,97 @@
+"""``python -m bot --simulate`` as an operator runs it: a real child process, connected to
+the fake Discord, syncing its commands, answering a command, and stopping cleanly on
+SIGTERM/SIGINT with exit code 0."""
+
+# The waits take `timeout=` by design: every wait in a test is bounded.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from fakediscord import FakeDiscord
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIM = Path(__file__).resolve().parent / "process_shim"
+
+
+async def start_bot_process(fake: FakeDiscord, guild_id: int, workdir: Path, *args: str):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workdir),
+        "PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]),
+        "FAKE_DISCORD_API": fake.api_base,
+        "FAKE_DISCORD_WS": fake.ws_url,
+        "DISCORD_TOKEN": fake.bot_token,
+        "DEV_GUILD_ID": str(guild_id),
+        "LOG_LEVEL": "INFO",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "--simulate",
+        *args,
+        cwd=workdir,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def wait_synced(fake: FakeDiscord, guild, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not fake.synced_commands(guild):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_bot_process_connects_syncs_answers_and_stops_cleanly(tmp_path, sig):
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Pixel Lounge")
+        channel = fake.add_channel(guild, "generate")
+        member = fake.add_user("sam")
+        fake.add_member(guild, member)
+        process = await start_bot_process(fake, guild.id, tmp_path)
+        try:
+            await wait_synced(fake, guild)
+            names = {command["name"] for command in fake.synced_commands(guild)}
+            assert {"video", "extend", "jobs", "cancel", "quota", "quota-admin"} <= names
+            await fake.wait_until_ready(timeout=15)
+            handle = await fake.invoke("quota", user=member, channel=channel)
+            response = await handle.response(timeout=10)
+            assert response.ephemeral
+            process.send_signal(sig)
+            code = await asyncio.wait_for(process.wait(), timeout=10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        output = (await process.stdout.read()).decode(errors="replace")
+        assert code == 0, output
+        assert "Shut down cleanly" in output
+        assert fake.bot_token not in output
+        assert (tmp_path / "data" / "bot.sqlite3").exists()
+
+
+async def test_bot_process_logs_the_invite_url(tmp_path):
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Pixel Lounge")
+        process = await start_bot_process(fake, guild.id, tmp_path)
+        try:
+            await wait_synced(fake, guild)
+            await fake.wait_until_ready(timeout=15)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        output = (await process.stdout.read()).decode(errors="replace")
+        assert "scope=bot+applications.commands" in output
+        assert f"client_id={fake.application_id}" in output
