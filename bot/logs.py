@@ -21,27 +21,44 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _MASK)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
         message = record.getMessage()
-        redacted = message
-        for secret in self._secrets:
-            redacted = redacted.replace(secret, _MASK)
+        redacted = self.redact(message)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        exc_text = record.exc_text
-        if exc_text:
-            for secret in self._secrets:
-                exc_text = exc_text.replace(secret, _MASK)
-            record.exc_text = exc_text
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Redacts the whole rendered line. Needed beside the filter: discord.py's colour
+    formatter (used on a terminal) renders the traceback again from ``exc_info``, past the
+    filter's redacted ``exc_text``."""
+
+    def __init__(self, inner: logging.Formatter, redact: RedactSecrets) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact.redact(self._inner.format(record))
+
+
 def setup_logging(level: str, secrets: Iterable[str]) -> None:
     """discord.py's own handler and formatter for the root logger, plus the redaction filter."""
     handler = logging.StreamHandler()
-    handler.addFilter(RedactSecrets(secrets))
+    redact = RedactSecrets(secrets)
+    handler.addFilter(redact)
     discord.utils.setup_logging(handler=handler, level=logging.getLevelName(level), root=True)
+    if handler.formatter is not None:
+        handler.setFormatter(_RedactingFormatter(handler.formatter, redact))

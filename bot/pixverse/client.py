@@ -12,6 +12,7 @@ after a lost answer cannot double-charge. Every other call gets a fresh trace id
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 import uuid
@@ -100,7 +101,8 @@ class PixVerseClient:
     async def upload_image(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
         def form() -> aiohttp.FormData:
             body = aiohttp.FormData()
-            body.add_field("image", data, filename=filename, content_type=content_type)
+            # A stream, not bytes: aiohttp copies large bytes bodies on the event loop.
+            body.add_field("image", io.BytesIO(data), filename=filename, content_type=content_type)
             return body
 
         return await self._call("POST", "/image/upload", UploadedImage, form=form, upload=True)
@@ -108,7 +110,7 @@ class PixVerseClient:
     async def upload_media(self, data: bytes, *, filename: str, content_type: str) -> UploadedMedia:
         def form() -> aiohttp.FormData:
             body = aiohttp.FormData()
-            body.add_field("file", data, filename=filename, content_type=content_type)
+            body.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
             return body
 
         return await self._call("POST", "/media/upload", UploadedMedia, form=form, upload=True)

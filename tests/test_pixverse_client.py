@@ -1,0 +1,559 @@
+"""The PixVerse client over real HTTP against the simulator on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.pixverse import (
+    AuthError,
+    ConcurrencyLimit,
+    DownloadTooLarge,
+    EffectUnavailable,
+    ExtendRequest,
+    ImageToVideoRequest,
+    InvalidInput,
+    InvalidParameters,
+    ModerationRejected,
+    NotFound,
+    OutOfCredits,
+    PixVerseClient,
+    PixVerseError,
+    TextToVideoRequest,
+    TransientError,
+    VideoResult,
+    VideoStatus,
+    new_trace_id,
+)
+from bot.simulator import MODERATION_MARKER, NO_HD, Simulator, SimulatorConfig
+
+KEY = "pv-sk-3f9a7c21e8d04b6a"  # distinctive, so a leak is easy to spot
+START_CREDITS = 100_000
+I2V_COST = 45  # v4.5 / 540p / 5 s / normal (pixverse-api.md §8)
+NO_HD_TEMPLATE = 111_111_111_111_111
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 60, 10)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+MP4 = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2") + box(b"mdat", bytes(64))
+
+
+def i2v(img_id: int, **options: Any) -> ImageToVideoRequest:
+    fields = {"prompt": "a cat surfing", "model": "v4.5", "duration": 5, "quality": "540p"}
+    return ImageToVideoRequest(**{**fields, **options}, img_id=img_id)
+
+
+def extend_from(**source: int) -> ExtendRequest:
+    return ExtendRequest(prompt="and then", model="v4.5", duration=5, quality="540p", **source)
+
+
+def make_client(session: aiohttp.ClientSession, sim: Simulator, **kw: Any) -> PixVerseClient:
+    options: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}
+    options.update(kw)
+    api_key = options.pop("api_key", KEY)
+    return PixVerseClient(session, base_url=sim.base_url, api_key=api_key, **options)
+
+
+async def upload(client: PixVerseClient) -> int:
+    image = await client.upload_image(png(), filename="cat.png", content_type="image/png")
+    return image.img_id
+
+
+async def wait_terminal(client: PixVerseClient, video_id: int) -> VideoResult:
+    async with asyncio.timeout(5):
+        while True:
+            result = await client.result(video_id)
+            if result.is_terminal:
+                return result
+            await asyncio.sleep(0.05)
+
+
+def routed(sim: Simulator, route: str) -> list[Any]:
+    return [r for r in sim.requests if r.route == route]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(SimulatorConfig(gen_time=0.2, api_key=KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession, sim: Simulator) -> PixVerseClient:
+    return make_client(session, sim)
+
+
+# -- happy paths ---------------------------------------------------------------------------
+
+
+async def test_image_to_video_flow_ends_in_a_downloadable_mp4(client: PixVerseClient) -> None:
+    img_id = await upload(client)
+    video_id = await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+    result = await wait_terminal(client, video_id)
+    assert result.status == VideoStatus.DONE
+    assert result.video_url is not None
+    data = await client.download(result.video_url, max_bytes=10_000_000)
+
+    assert data[4:8] == b"ftyp"
+
+
+async def test_result_is_generating_before_the_job_finishes(client: PixVerseClient) -> None:
+    video_id = await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+
+    result = await client.result(video_id)
+
+    assert result.status == VideoStatus.GENERATING
+    assert result.video_url is None
+
+
+async def test_moderated_prompt_ends_in_status_7_without_url(client: PixVerseClient) -> None:
+    request = i2v(await upload(client), prompt=f"a cat {MODERATION_MARKER}")
+    video_id = await client.image_to_video(request, trace_id=new_trace_id())
+
+    result = await wait_terminal(client, video_id)
+
+    assert result.status == VideoStatus.MODERATED
+    assert result.video_url is None
+
+
+async def test_extend_an_uploaded_video_by_media_id(client: PixVerseClient, sim: Simulator) -> None:
+    media = await client.upload_media(MP4, filename="clip.mp4", content_type="video/mp4")
+    assert media.media_type == "video"
+
+    video_id = await client.extend(extend_from(video_media_id=media.media_id), trace_id="t-1")
+
+    assert sim.jobs[video_id].params.video_media_id == media.media_id
+
+
+async def test_extend_a_finished_video_by_source_video_id(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    source = await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+    sim.finish_now(source)
+
+    video_id = await client.extend(extend_from(source_video_id=source), trace_id=new_trace_id())
+
+    assert video_id != source
+    assert sim.jobs[video_id].params.source_video_id == source
+
+
+async def test_text_to_video_sends_an_aspect_ratio(client: PixVerseClient, sim: Simulator) -> None:
+    request = TextToVideoRequest(prompt="a lighthouse", model="v4", duration=5, quality="360p")
+
+    video_id = await client.text_to_video(request, trace_id=new_trace_id())
+
+    assert video_id in sim.jobs
+    assert sim.generate_requests[-1].json["aspect_ratio"] == "16:9"
+
+
+async def test_balance_reports_credits_and_goes_down_by_the_price(
+    client: PixVerseClient,
+) -> None:
+    before = await client.balance()
+    await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+
+    after = await client.balance()
+
+    assert before.total == START_CREDITS
+    assert after.total == START_CREDITS - I2V_COST
+
+
+async def test_download_larger_than_max_bytes_raises(session: aiohttp.ClientSession) -> None:
+    config = SimulatorConfig(gen_time=0, api_key=KEY, video_size_bytes=200_000)
+    async with Simulator(config) as sim:
+        client = make_client(session, sim)
+        video_id = await client.image_to_video(i2v(await upload(client)), trace_id="t-big")
+        result = await wait_terminal(client, video_id)
+        assert result.video_url is not None
+
+        with pytest.raises(DownloadTooLarge) as caught:
+            await client.download(result.video_url, max_bytes=100_000)
+
+    assert caught.value.limit == 100_000
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+async def test_generate_body_sends_ids_as_json_integers(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    img_id = await upload(client)
+    source = await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+    sim.finish_now(source)
+    await client.extend(extend_from(source_video_id=source), trace_id=new_trace_id())
+
+    i2v_body, extend_body = (r.json for r in sim.generate_requests)
+
+    assert type(i2v_body["img_id"]) is int and i2v_body["img_id"] == img_id
+    assert type(extend_body["source_video_id"]) is int and extend_body["source_video_id"] == source
+
+
+async def test_generate_body_leaves_out_options_that_are_none(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+
+    body = sim.generate_requests[-1].json
+
+    assert set(body) == {"prompt", "model", "duration", "quality", "img_id"}
+
+
+async def test_generate_body_carries_the_seed_when_given(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    request = i2v(await upload(client), seed=42, negative_prompt="blur", motion_mode="normal")
+
+    video_id = await client.image_to_video(request, trace_id=new_trace_id())
+
+    body = sim.generate_requests[-1].json
+    assert body["seed"] == 42
+    assert body["negative_prompt"] == "blur"
+    assert body["motion_mode"] == "normal"
+    assert sim.jobs[video_id].seed == 42
+
+
+# -- trace ids ------------------------------------------------------------------------------
+
+
+async def test_generate_sends_the_callers_trace_id(client: PixVerseClient, sim: Simulator) -> None:
+    trace = new_trace_id()
+
+    await client.image_to_video(i2v(await upload(client)), trace_id=trace)
+
+    assert [r.trace_id for r in sim.generate_requests] == [trace]
+
+
+async def test_generate_retried_after_a_lost_answer_creates_one_job(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    img_id = await upload(client)
+    trace = new_trace_id()
+    # `drop`: the server creates the job, then the connection closes before the answer.
+    sim.inject_fault("img_generate", "drop")
+
+    video_id = await client.image_to_video(i2v(img_id), trace_id=trace)
+
+    assert [r.trace_id for r in sim.generate_requests] == [trace, trace]
+    assert list(sim.jobs) == [video_id]
+    assert sim.balance == START_CREDITS - I2V_COST
+
+
+async def test_every_other_request_gets_a_fresh_trace_id(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    await upload(client)
+    img_id = await upload(client)
+    video_id = await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+    for _ in range(3):
+        await client.result(video_id)
+    await client.balance()
+    await client.balance()
+
+    traces = [r.trace_id for r in sim.requests if r.route != "img_generate"]
+
+    assert len(traces) == 7
+    assert None not in traces
+    assert len(set(traces)) == len(traces)
+
+
+async def test_each_retry_of_a_poll_gets_a_fresh_trace_id(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    video_id = await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+    sim.inject_fault("result", "http_500", count=2)
+
+    await client.result(video_id)
+
+    traces = [r.trace_id for r in routed(sim, "result")]
+    assert len(traces) == 3
+    assert len(set(traces)) == 3
+
+
+# -- transient failures ----------------------------------------------------------------------
+
+
+async def test_http_500_is_retried_until_success(client: PixVerseClient, sim: Simulator) -> None:
+    sim.inject_fault("balance", "http_500", count=2)
+
+    balance = await client.balance()
+
+    assert balance.total == START_CREDITS
+    assert [r.http_status for r in routed(sim, "balance")] == [500, 500, 200]
+
+
+async def test_http_429_waits_for_retry_after(client: PixVerseClient, sim: Simulator) -> None:
+    # Backoff alone would wait at most backoff_cap (0.05 s): a longer wait is Retry-After's.
+    sim.inject_fault("balance", "http_429", retry_after=0.15)
+    started = time.monotonic()
+
+    await client.balance()
+
+    assert time.monotonic() - started >= 0.15
+    assert [r.http_status for r in routed(sim, "balance")] == [429, 200]
+
+
+async def test_high_load_error_code_is_retried(client: PixVerseClient, sim: Simulator) -> None:
+    sim.inject_fault("balance", "err_code", err_code=500069)
+
+    await client.balance()
+
+    assert [r.err_code for r in routed(sim, "balance")] == [500069, 0]
+
+
+async def test_hang_shorter_than_the_timeout_is_just_slow(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    client = make_client(session, sim, timeout=2.0)
+    sim.inject_fault("balance", "hang", seconds=0.1)
+
+    await client.balance()
+
+    assert len(routed(sim, "balance")) == 1
+
+
+async def test_hang_longer_than_the_timeout_gives_up_after_max_attempts(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    client = make_client(session, sim, timeout=0.2, max_attempts=3)
+    sim.inject_fault("balance", "hang", count=3, seconds=10)
+    started = time.monotonic()
+
+    with pytest.raises(TransientError):
+        await client.balance()
+
+    assert time.monotonic() - started < 3
+    assert len(routed(sim, "balance")) == 3
+
+
+async def test_http_500_on_every_attempt_raises_transient_error(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    sim.inject_fault("balance", "http_500", count=4)
+
+    with pytest.raises(TransientError) as caught:
+        await client.balance()
+
+    assert caught.value.http_status == 500
+    assert len(routed(sim, "balance")) == 4
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+async def test_wrong_api_key_raises_auth_error(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    client = make_client(session, sim, api_key="not-the-key")
+
+    with pytest.raises(AuthError) as caught:
+        await client.balance()
+
+    assert caught.value.code == 400012
+
+
+async def test_unknown_source_video_raises_invalid_parameters(client: PixVerseClient) -> None:
+    with pytest.raises(InvalidParameters) as caught:
+        await client.extend(extend_from(source_video_id=123), trace_id=new_trace_id())
+
+    assert caught.value.code == 400017
+
+
+async def test_too_long_prompt_refused_by_pixverse_raises_invalid_parameters(
+    client: PixVerseClient,
+) -> None:
+    valid = i2v(await upload(client))
+    # The model refuses a long prompt itself; skip its check to hear PixVerse's answer.
+    request = ImageToVideoRequest.model_construct(**{**valid.model_dump(), "prompt": "x" * 2049})
+
+    with pytest.raises(InvalidParameters) as caught:
+        await client.image_to_video(request, trace_id=new_trace_id())
+
+    assert caught.value.code == 400018
+
+
+async def test_non_image_upload_raises_invalid_input(client: PixVerseClient) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await client.upload_image(b"just some text", filename="cat.png", content_type="image/png")
+
+    assert caught.value.code == 500032
+
+
+async def test_moderation_error_code_raises_moderation_rejected(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    img_id = await upload(client)
+    sim.inject_fault("img_generate", "err_code", err_code=500054)
+
+    with pytest.raises(ModerationRejected) as caught:
+        await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+    assert caught.value.code == 500054
+
+
+async def test_upload_moderation_as_http_500_is_not_retried(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    # §1.2: HTTP 500 with lower-case keys; the ErrCode wins over the status.
+    sim.inject_fault("image_upload", "err_code", err_code=500052)
+
+    with pytest.raises(ModerationRejected) as caught:
+        await upload(client)
+
+    assert (caught.value.code, caught.value.http_status) == (500052, 500)
+    assert len(routed(sim, "image_upload")) == 1
+
+
+async def test_concurrency_limit_raises_concurrency_limit(session: aiohttp.ClientSession) -> None:
+    async with Simulator(SimulatorConfig(gen_time=30, api_key=KEY, max_concurrent=1)) as sim:
+        client = make_client(session, sim)
+        img_id = await upload(client)
+        await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+        with pytest.raises(ConcurrencyLimit) as caught:
+            await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+    assert caught.value.code == 500044
+
+
+async def test_empty_balance_raises_out_of_credits(client: PixVerseClient, sim: Simulator) -> None:
+    img_id = await upload(client)
+    sim.set_balance(0)
+
+    with pytest.raises(OutOfCredits) as caught:
+        await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+    assert caught.value.code == 500090
+
+
+async def test_unknown_video_id_raises_not_found(client: PixVerseClient) -> None:
+    with pytest.raises(NotFound) as caught:
+        await client.result(999)
+
+    assert caught.value.code == 500008
+
+
+async def test_template_not_activated_raises_effect_unavailable(client: PixVerseClient) -> None:
+    request = i2v(await upload(client), template_id=1)
+
+    with pytest.raises(EffectUnavailable) as caught:
+        await client.image_to_video(request, trace_id=new_trace_id())
+
+    assert caught.value.code == 500070
+
+
+async def test_effect_without_hd_raises_effect_unavailable(
+    session: aiohttp.ClientSession,
+) -> None:
+    config = SimulatorConfig(api_key=KEY, activated_templates={NO_HD_TEMPLATE: NO_HD})
+    async with Simulator(config) as sim:
+        client = make_client(session, sim)
+        request = i2v(await upload(client), template_id=NO_HD_TEMPLATE, quality="720p")
+
+        with pytest.raises(EffectUnavailable) as caught:
+            await client.image_to_video(request, trace_id=new_trace_id())
+
+    assert caught.value.code == 500071
+
+
+@pytest.mark.parametrize("err_code", [400017, 500044, 500054, 500070, 500090, 123456])
+async def test_refused_generate_is_sent_once(
+    client: PixVerseClient, sim: Simulator, err_code: int
+) -> None:
+    img_id = await upload(client)
+    sim.inject_fault("img_generate", "err_code", err_code=err_code)
+
+    with pytest.raises(PixVerseError) as caught:
+        await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+
+    assert not caught.value.retryable
+    assert len(sim.generate_requests) == 1
+    assert sim.jobs == {}
+
+
+async def test_wrong_key_is_sent_once(session: aiohttp.ClientSession, sim: Simulator) -> None:
+    client = make_client(session, sim, api_key="not-the-key")
+
+    with pytest.raises(AuthError):
+        await client.balance()
+
+    assert len(sim.requests) == 1
+
+
+# -- the API key stays secret ----------------------------------------------------------------
+
+
+def test_api_key_is_not_in_the_client_repr() -> None:
+    client = PixVerseClient(None, base_url="http://127.0.0.1:1", api_key=KEY)  # type: ignore[arg-type]
+
+    assert KEY not in repr(client)
+
+
+async def failing_calls(session: aiohttp.ClientSession, sim: Simulator) -> list[BaseException]:
+    """Run one call into each kind of failure and return what was raised."""
+    client = make_client(session, sim)
+    img_id = await upload(client)
+    sim.inject_fault("balance", "http_500", count=4)
+    sim.inject_fault("image_upload", "err_code", err_code=500052)
+    sim.inject_fault("img_generate", "err_code", err_code=500054)
+    sim.inject_fault("result", "http_429", count=4, retry_after=0.01)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        client.balance,
+        lambda: upload(client),
+        lambda: client.image_to_video(i2v(img_id), trace_id=new_trace_id()),
+        lambda: client.result(1),
+        lambda: client.extend(extend_from(source_video_id=5), trace_id=new_trace_id()),
+        make_client(session, sim, api_key="wrong-key").balance,
+    ]
+    raised: list[BaseException] = []
+    for call in calls:
+        with pytest.raises(PixVerseError) as caught:
+            await call()
+        raised.append(caught.value)
+    return raised
+
+
+async def test_api_key_is_not_in_raised_errors(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    raised = await failing_calls(session, sim)
+
+    assert len(raised) == 6
+    for error in raised:
+        assert KEY not in str(error)
+        assert KEY not in repr(error)
+
+
+async def test_api_key_is_not_in_the_logs(
+    session: aiohttp.ClientSession, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    await failing_calls(session, sim)
+
+    assert any("retrying" in r.getMessage() for r in caplog.records)  # the retries were logged
+    assert KEY not in caplog.text

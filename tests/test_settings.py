@@ -1,0 +1,234 @@
+"""Settings from the environment and `.env` (interface.md "Settings")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.pixverse.rules import Model, Quality
+from bot.settings import Settings, SettingsProblem, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "discord-token-5b1e9d"
+KEY = "pixverse-key-77c0aa"
+WEBHOOK_SECRET = "webhook-secret-90ff12"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No variable of the real environment and no stray `.env` may reach a test."""
+    for name in list(os.environ):
+        # Variable names are matched case-insensitively, so `discord_token` counts too.
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("PIXVERSE_API_KEY", KEY)
+
+
+def problem_for(**variables: str) -> str:
+    """The SettingsProblem message for these variables on top of the required ones."""
+    env = {"DISCORD_TOKEN": TOKEN, "PIXVERSE_API_KEY": KEY, **variables}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with pytest.raises(SettingsProblem) as caught:
+            load_settings(env_file=None)
+    return str(caught.value)
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("required")
+def test_defaults_match_interface_md() -> None:
+    settings = load_settings(env_file=None)
+
+    assert settings.pixverse_base_url == "https://app-api.pixverse.ai"
+    assert settings.database_path == Path("data/bot.sqlite3")
+    assert settings.dev_guild_id is None
+    assert settings.default_model is Model.V4_5
+    assert settings.default_quality is Quality.P540
+    assert settings.default_duration == 5
+    assert settings.daily_credits == 150
+    assert settings.max_active_jobs == 5
+    assert settings.max_jobs_per_user == 2
+    assert settings.pixverse_webhook_secret is None
+    assert settings.webhook_port is None
+    assert settings.pixverse_effects == {}
+    assert settings.log_level == "INFO"
+
+
+@pytest.mark.usefixtures("required")
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXVERSE_BASE_URL", "http://127.0.0.1:8765/")
+    monkeypatch.setenv("DEV_GUILD_ID", "123456789012345678")
+    monkeypatch.setenv("DEFAULT_QUALITY", "720p")
+    monkeypatch.setenv("DEFAULT_DURATION", "8")
+    monkeypatch.setenv("MAX_ACTIVE_JOBS", "3")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+
+    settings = load_settings(env_file=None)
+
+    assert settings.pixverse_base_url == "http://127.0.0.1:8765"
+    assert settings.dev_guild_id == 123456789012345678
+    assert settings.default_quality is Quality.P720
+    assert settings.default_duration == 8
+    assert settings.max_active_jobs == 3
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.usefixtures("required")
+def test_effects_are_a_json_object_of_template_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXVERSE_EFFECTS", '{"Kiss kiss": 315446315336768}')
+
+    settings = load_settings(env_file=None)
+
+    assert settings.pixverse_effects == {"Kiss kiss": 315446315336768}
+
+
+def test_dotenv_in_the_working_directory_is_read(clean_environment: Path) -> None:
+    (clean_environment / ".env").write_text(
+        f"DISCORD_TOKEN={TOKEN}\nPIXVERSE_API_KEY={KEY}\nMAX_JOBS_PER_USER=4\n", encoding="utf-8"
+    )
+
+    settings = load_settings()
+
+    assert settings.discord_token.get_secret_value() == TOKEN
+    assert settings.max_jobs_per_user == 4
+
+
+def test_environment_overrides_dotenv(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_environment / ".env").write_text(
+        f"DISCORD_TOKEN={TOKEN}\nPIXVERSE_API_KEY={KEY}\nDAILY_CREDITS=90\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("DAILY_CREDITS", "300")
+
+    assert load_settings().daily_credits == 300
+
+
+def test_env_file_none_ignores_dotenv(clean_environment: Path) -> None:
+    (clean_environment / ".env").write_text(f"DISCORD_TOKEN={TOKEN}\n", encoding="utf-8")
+
+    with pytest.raises(SettingsProblem, match="DISCORD_TOKEN"):
+        load_settings(simulate=True, env_file=None)
+
+
+def test_copied_env_example_with_a_token_starts_in_simulate_mode(clean_environment: Path) -> None:
+    # .env.example leaves optional variables empty (`DEV_GUILD_ID=`): empty means unset.
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    filled = example.replace("\nDISCORD_TOKEN=\n", f"\nDISCORD_TOKEN={TOKEN}\n")
+    assert filled != example
+    (clean_environment / ".env").write_text(filled, encoding="utf-8")
+
+    settings = load_settings(simulate=True)
+
+    assert settings.dev_guild_id is None
+    assert settings.webhook_port is None
+    assert settings.pixverse_key == ""
+
+
+# -- required variables ------------------------------------------------------------------------
+
+
+def test_missing_discord_token_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXVERSE_API_KEY", KEY)
+
+    with pytest.raises(SettingsProblem) as caught:
+        load_settings(env_file=None)
+
+    assert str(caught.value) == "DISCORD_TOKEN is required but not set"
+
+
+def test_api_key_is_required_without_simulate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+
+    with pytest.raises(SettingsProblem, match=r"^PIXVERSE_API_KEY is required"):
+        load_settings(env_file=None)
+
+
+def test_empty_api_key_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("PIXVERSE_API_KEY", "")
+
+    with pytest.raises(SettingsProblem, match=r"^PIXVERSE_API_KEY is required"):
+        load_settings(env_file=None)
+
+
+def test_api_key_is_optional_with_simulate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+
+    settings = load_settings(simulate=True, env_file=None)
+
+    assert settings.simulate is True
+    assert settings.pixverse_key == ""
+
+
+# -- malformed values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAX_ACTIVE_JOBS", "abc"),
+        ("MAX_ACTIVE_JOBS", "0"),
+        ("MAX_JOBS_PER_USER", "-1"),
+        ("DAILY_CREDITS", "-5"),
+        ("DEFAULT_MODEL", "v9"),
+        ("DEFAULT_QUALITY", "4k"),
+        ("DEFAULT_DURATION", "6"),
+        ("PIXVERSE_EFFECTS", "kiss=1"),
+        ("PIXVERSE_EFFECTS", "[1, 2]"),
+        ("PIXVERSE_EFFECTS", '{"kiss": "soon"}'),
+        ("PIXVERSE_BASE_URL", "app-api.pixverse.ai"),
+        ("DEV_GUILD_ID", "-3"),
+        ("LOG_LEVEL", "LOUD"),
+        ("WEBHOOK_PORT", "70000"),
+    ],
+)
+def test_malformed_value_gives_one_line_naming_the_variable(variable: str, value: str) -> None:
+    message = problem_for(**{variable: value})
+
+    assert message.startswith(f"{variable} is invalid: ")
+    assert "\n" not in message
+
+
+def test_webhook_port_without_secret_names_the_missing_secret() -> None:
+    message = problem_for(WEBHOOK_PORT="8080")
+
+    assert message == "PIXVERSE_WEBHOOK_SECRET is required when WEBHOOK_PORT is set"
+
+
+def test_webhook_secret_without_port_names_the_missing_port() -> None:
+    message = problem_for(PIXVERSE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+
+    assert message == "WEBHOOK_PORT is required when PIXVERSE_WEBHOOK_SECRET is set"
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("required")
+def test_secrets_are_secret_strings_hidden_from_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXVERSE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("WEBHOOK_PORT", "8080")
+
+    settings = load_settings(env_file=None)
+
+    assert isinstance(settings.discord_token, SecretStr)
+    assert isinstance(settings.pixverse_api_key, SecretStr)
+    assert isinstance(settings.pixverse_webhook_secret, SecretStr)
+    for secret in (TOKEN, KEY, WEBHOOK_SECRET):
+        assert secret not in repr(settings)
+        assert secret not in str(settings)
+    assert settings.pixverse_key == KEY
