@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.extensions import walk_extensions
 from bot.jobs.runner import JobRunner, RunnerConfig
+from bot.jobs.webhook import WebhookReceiver
 from bot.pixverse import PixVerseClient
 from bot.store import Store
 from bot.sync import sync_commands
@@ -82,6 +83,7 @@ class PixBot(commands.Bot):
         self._simulator_config = simulator_config
         self._status_interval = status_interval
         self.simulator: Simulator | None = None
+        self.webhooks: WebhookReceiver | None = None
         self.synced: list[str] = []
         self._closing = False
 
@@ -127,6 +129,10 @@ class PixBot(commands.Bot):
         # Result buttons carry their job id, so they work for messages sent before a restart.
         self.add_dynamic_items(RerollButton, ExtendButton)
         await self.runner.start()
+        secret, port = self.settings.pixverse_webhook_secret, self.settings.webhook_port
+        if secret is not None and port is not None:
+            self.webhooks = WebhookReceiver(secret.get_secret_value(), self.runner.result_ready)
+            await self.webhooks.start(self.settings.webhook_host, port)
 
     async def _pixverse_endpoint(self) -> tuple[str, str]:
         if not self.settings.simulate:
@@ -167,6 +173,8 @@ class PixBot(commands.Bot):
 
     async def teardown_services(self) -> None:
         """Stop the runner first: every job's state is persisted, so nothing is lost."""
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         runner = getattr(self, "runner", None)
         if runner is not None:
             await runner.stop()

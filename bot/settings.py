@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_jobs_per_user: int = Field(default=2, ge=1, le=50)
     pixverse_webhook_secret: SecretStr | None = None
     webhook_port: int | None = Field(default=None, ge=1, le=65535)
+    # PixVerse must reach the webhook port from outside, hence all interfaces by default.
+    webhook_host: str = "0.0.0.0"  # noqa: S104
     pixverse_effects: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     # Operator overrides of pixverse-api.md §8 prices, keyed "model/quality/duration/motion".
     credit_costs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)

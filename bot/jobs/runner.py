@@ -150,6 +150,14 @@ class JobRunner:
         """A job was queued, cancelled or finished: look at the queue again."""
         self._wake.set()
 
+    def result_ready(self, video_id: int) -> None:
+        """PixVerse says (by webhook) a video changed: poll its job now, not at its turn."""
+        for job_id, entry in self._generating.items():
+            if entry.job.pixverse_video_id == video_id:
+                self._schedule(job_id, 0.0)
+                return
+        log.debug("Webhook for video %d, which no job of ours is waiting for", video_id)
+
     @property
     def active(self) -> int:
         return len(self._starting) + len(self._generating)

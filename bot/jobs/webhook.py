@@ -1,0 +1,120 @@
+"""PixVerse's signed result webhooks (pixverse-api.md §11): an early "look now" for the poller.
+
+PixVerse POSTs ``{id, status, url, …}`` with ``Webhook-Timestamp``, ``Webhook-Nonce`` and
+``Webhook-Signature`` = Base64(HMAC-SHA256(secret, "<ts>\\n<nonce>\\n<body as k=v&…>")).
+A verified call only makes the runner poll that job at once: the result itself is always
+read from ``video/result``, so a forged or replayed call can at worst cost one request, and
+polling stays the fallback when webhooks never arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+MAX_SKEW = 300.0  # seconds a timestamp may differ from our clock
+MAX_BODY = 64 * 1024
+_NONCE_MEMORY = 10_000
+
+
+def _canonical_forms(body: dict[str, Any]) -> Iterable[str]:
+    """The "url-encoded k=v&…" form of the body. §11 does not say in which key order, so
+    both the body's own order and sorted order are accepted."""
+
+    def encode(items: Iterable[tuple[str, Any]]) -> str:
+        return urlencode([(key, _scalar(value)) for key, value in items])
+
+    yield encode(body.items())
+    yield encode(sorted(body.items()))
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return "" if value is None else str(value)
+
+
+def sign(secret: str, timestamp: str, nonce: str, canonical: str) -> str:
+    message = f"{timestamp}\n{nonce}\n{canonical}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+class WebhookReceiver:
+    """An aiohttp app that verifies PixVerse's calls and hands video ids to ``on_result``."""
+
+    def __init__(
+        self,
+        secret: str,
+        on_result: Callable[[int], object],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._secret = secret
+        self._on_result = on_result
+        self._clock = clock
+        self._nonces: OrderedDict[str, None] = OrderedDict()
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/{tail:.*}", self._handle)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        log.info("Receiving PixVerse webhooks on port %d", port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        timestamp = request.headers.get("Webhook-Timestamp", "")
+        nonce = request.headers.get("Webhook-Nonce", "")
+        signature = request.headers.get("Webhook-Signature", "")
+        try:
+            body = json.loads(raw)
+            sent_at = float(timestamp)
+        except ValueError:
+            return web.Response(status=400, text="malformed")
+        if not isinstance(body, dict) or not nonce or not signature:
+            return web.Response(status=400, text="malformed")
+        if abs(self._clock() - sent_at) > MAX_SKEW:
+            return web.Response(status=401, text="stale")
+        if not any(
+            hmac.compare_digest(sign(self._secret, timestamp, nonce, form), signature)
+            for form in _canonical_forms(body)
+        ):
+            log.warning("Refused a PixVerse webhook with a bad signature")
+            return web.Response(status=401, text="bad signature")
+        if nonce in self._nonces:
+            return web.Response(text="ok")  # a retry of a call already taken
+        self._nonces[nonce] = None
+        while len(self._nonces) > _NONCE_MEMORY:
+            self._nonces.popitem(last=False)
+        try:
+            video_id = int(body["id"])
+        except (KeyError, TypeError, ValueError):
+            return web.Response(status=400, text="no id")
+        self._on_result(video_id)
+        # §11: PixVerse retries unless the answer is HTTP 200 with the body exactly "ok".
+        return web.Response(text="ok")
