@@ -51,6 +51,8 @@ from bot.store.models import Job, JobInput, JobSource, JobState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
+
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
@@ -76,6 +78,7 @@ class _Generating:
     estimate: float
     polls: int = 0
     in_flight: bool = False
+    last_pending: float | None = None  # elapsed seconds at the last "still generating" poll
 
 
 class JobFailure(Exception):
@@ -111,6 +114,7 @@ class JobRunner:
         self._poll_slots = asyncio.Semaphore(self._config.poll_concurrency)
         self._estimator = Estimator()
         self._busy_until = 0.0
+        self._positions: dict[int, int] = {}
         self._reachable: bool | None = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -196,9 +200,13 @@ class JobRunner:
             self._launch(job)
 
     async def _show_queue(self) -> None:
-        waiting = await self._jobs.next_fair_batch(50)
-        for position, job in enumerate(waiting, start=1):
-            await self._report(job, JobState.QUEUED, queue_position=position)
+        waiting = await self._jobs.next_fair_batch(QUEUE_SHOWN)
+        positions = {job.id: position for position, job in enumerate(waiting, start=1)}
+        for job in waiting:
+            # Only moves are reported: most wake-ups change nobody's place in line.
+            if self._positions.get(job.id) != positions[job.id]:
+                await self._report(job, JobState.QUEUED, queue_position=positions[job.id])
+        self._positions = positions
 
     def _launch(self, job: Job) -> None:
         task = asyncio.create_task(self._advance(job), name=f"job-{job.id}")
@@ -457,6 +465,7 @@ class JobRunner:
                 )
                 return
             await self._report(job, JobState.GENERATING, elapsed=elapsed, estimate=entry.estimate)
+            entry.last_pending = elapsed
             entry.polls += 1
             delay = self._config.schedule.next_delay(elapsed, entry.estimate, entry.polls)
             self._reschedule(entry, delay)
@@ -485,7 +494,11 @@ class JobRunner:
         await self._remember_target(job, target)
         await self._jobs.finish_done(job.id, url)
         p = job.params
-        self._estimator.record(p.model.value, p.quality.value, p.duration, self._elapsed(job))
+        # The video became ready between the last "still generating" poll and this one:
+        # learning the midpoint keeps our own polling delay out of future estimates.
+        done = self._elapsed(job)
+        sample = done if entry.last_pending is None else (entry.last_pending + done) / 2
+        self._estimator.record(p.model.value, p.quality.value, p.duration, sample)
         self._generating.pop(job.id, None)
         self.wake()
 

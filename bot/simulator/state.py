@@ -78,6 +78,7 @@ class RecordedRequest:
     form: dict[str, dict[str, Any]] = field(default_factory=dict)
     http_status: int | None = None
     err_code: int | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (monotonic clock)
 
 
 @dataclass(slots=True)
