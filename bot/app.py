@@ -16,7 +16,7 @@ from bot.pixverse import PixVerseClient
 from bot.store import Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
-from bot.ui.buttons import ExtendButton, RerollButton, result_view
+from bot.ui.buttons import ExtendButton, RerollButton, result_view, submit_extend_modal
 from bot.ui.intake import Intake
 from bot.ui.status import DiscordStatusReporter
 
@@ -181,6 +181,9 @@ class PixBot(commands.Bot):
         reporter = getattr(self, "reporter", None)
         if reporter is not None:
             await reporter.close()
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        await submit_extend_modal(interaction)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("Unhandled error in %s", event_method)

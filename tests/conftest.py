@@ -24,7 +24,7 @@ from bot.app import PixBot
 from bot.jobs.runner import RunnerConfig
 from bot.jobs.schedule import PollSchedule
 from bot.settings import Settings
-from bot.simulator import SimulatorConfig
+from bot.simulator import Simulator, SimulatorConfig
 
 FAST_RUNNER = RunnerConfig(
     max_active=5,
@@ -64,7 +64,7 @@ class World:
     def bot(self) -> PixBot:
         return self.bots[-1][0]
 
-    def settings(self, **overrides: Any) -> Settings:
+    def settings(self, *, simulate: bool = True, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "discord_token": self.fake.bot_token,
             "database_path": self.tmp_path / "data" / "bot.sqlite3",
@@ -74,7 +74,7 @@ class World:
             "pixverse_effects": {"Kiss kiss": 315446315336768},
         }
         values.update(overrides)
-        return Settings(_env_file=None, simulate=True, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, simulate=simulate, **values)  # type: ignore[call-arg]
 
     async def start_bot(
         self,
@@ -83,10 +83,16 @@ class World:
         simulator: SimulatorConfig | None = None,
         status_interval: float = FAST_STATUS_INTERVAL,
         force_global_sync: bool = False,
+        pixverse: Simulator | None = None,
         **settings: Any,
     ) -> PixBot:
+        """Start the real bot. With ``pixverse``, it talks to that (test-owned) simulator
+        instead of starting its own, so two bots in a row (a restart) share one PixVerse."""
+        if pixverse is not None:
+            settings.setdefault("pixverse_api_key", "test-key")
+            settings.setdefault("pixverse_base_url", pixverse.base_url)
         bot = PixBot(
-            self.settings(**settings),
+            self.settings(simulate=pixverse is None, **settings),
             force_global_sync=force_global_sync,
             runner_config=runner,
             simulator_config=simulator or SimulatorConfig(gen_time=0.3, seed=7),
@@ -174,3 +180,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             finally:
                 while world.bots:
                     await world.stop_bot()
+
+
+@pytest.fixture
+async def pixverse(world: World) -> AsyncIterator[Simulator]:
+    """A simulator owned by the test, for bots started with ``start_bot(pixverse=...)``: it
+    outlives a restart, so the second bot finds the first one's uploads and videos."""
+    sim = Simulator(SimulatorConfig(gen_time=0.3, seed=7))
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        while world.bots:
+            await world.stop_bot()
+        await sim.stop()

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget, VideoFile
 from bot.jobs.schedule import Estimator, PollSchedule, RateLimiter
@@ -299,7 +299,7 @@ class JobRunner:
 
     async def _generate_call(self, job: Job, trace_id: str) -> Callable[[], Awaitable[int]]:
         params = job.params
-        common = {
+        common: dict[str, Any] = {
             "prompt": params.prompt,
             "model": params.model,
             "duration": params.duration,

@@ -110,45 +110,80 @@ class ExtendButton(
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await _finished_job(interaction, self.job_id)
-            await interaction.response.send_modal(ExtendModal(self.job_id))
+            modal = ExtendModal(self.job_id)
+            # Not kept by discord.py (a stopped modal is not stored): every submission, also
+            # one for a modal opened before a restart, goes through submit_extend_modal.
+            modal.stop()
+            await interaction.response.send_modal(modal)
         except Exception as exc:
             await report_item_error(interaction, exc)
 
 
+EXTEND_MODAL_ID = re.compile(r"pixbot:extend-modal:(?P<job>\d+)")
+PROMPT_FIELD = "prompt"
+
+
 class ExtendModal(discord.ui.Modal, title="Extend this video"):
+    """The form's layout; its submissions are answered by ``submit_extend_modal``."""
+
     prompt: discord.ui.TextInput[ExtendModal] = discord.ui.TextInput(
         label="What happens next?",
         style=discord.TextStyle.paragraph,
         min_length=1,
         max_length=PROMPT_MAX,
         placeholder="The camera pulls back to reveal…",
+        custom_id=PROMPT_FIELD,
     )
 
     def __init__(self, job_id: int) -> None:
         super().__init__(custom_id=f"pixbot:extend-modal:{job_id}", timeout=None)
-        self.job_id = job_id
 
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        bot: PixBot = interaction.client  # type: ignore[assignment]
-        source = await _finished_job(interaction, self.job_id)
-        text = self.prompt.value.strip()
-        if not text:
-            raise UserFacingError("The prompt is empty: describe what happens next.")
-        params = source.params.model_copy(
-            update={
-                "prompt": text,
-                "negative_prompt": None,
-                "seed": random_seed(),
-                "source": JobSource.JOB,
-                "template_id": None,
-                "effect": None,
-                "notes": (),
-            }
-        )
-        await bot.intake.accept(interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id)
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:
-        await report_item_error(interaction, error)
+async def submit_extend_modal(interaction: discord.Interaction[Any]) -> bool:
+    """Answer a submitted Extend form; False if the interaction is not one."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    match = EXTEND_MODAL_ID.fullmatch(str(data.get("custom_id", "")))
+    if interaction.type is not discord.InteractionType.modal_submit or match is None:
+        return False
+    try:
+        await _extend_from_modal(interaction, int(match["job"]), _field(data, PROMPT_FIELD))
+    except Exception as exc:
+        await report_item_error(interaction, exc)
+    return True
+
+
+async def _extend_from_modal(interaction: discord.Interaction[Any], job_id: int, text: str) -> None:
+    bot: PixBot = interaction.client  # type: ignore[assignment]
+    source = await _finished_job(interaction, job_id)
+    text = text.strip()
+    if not text:
+        raise UserFacingError("The prompt is empty: describe what happens next.")
+    if len(text) > PROMPT_MAX:
+        raise UserFacingError(f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}.")
+    params = source.params.model_copy(
+        update={
+            "prompt": text,
+            "negative_prompt": None,
+            "seed": random_seed(),
+            "source": JobSource.JOB,
+            "template_id": None,
+            "effect": None,
+            "notes": (),
+        }
+    )
+    await bot.intake.accept(interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id)
+
+
+def _field(node: Any, custom_id: str) -> str:
+    """A text input's value from a modal submission, in rows or labels, however nested."""
+    if isinstance(node, dict):
+        if node.get("custom_id") == custom_id and isinstance(node.get("value"), str):
+            return str(node["value"])
+        children = [*node.get("components", []), node.get("component")]
+        return next((v for child in children if (v := _field(child, custom_id))), "")
+    if isinstance(node, list):
+        return next((v for child in node if (v := _field(child, custom_id))), "")
+    return ""
 
 
 async def report_item_error(interaction: discord.Interaction[Any], error: Exception) -> None:

@@ -170,18 +170,27 @@ class DiscordStatusReporter:
             f"<@{update.owner_id}> your job #{update.job_id} has ended; its status message "
             f"was deleted, so here is the {outcome}."
         )
-        try:
-            message = await self._send_with_file_fallback(
-                update,
-                lambda kwargs: channel.send(
-                    **{
-                        "content": content,
-                        "embed": rendered.embed,
-                        "allowed_mentions": mentions,
-                        **kwargs,
-                    }
-                ),
+        view = self._view_factory(update)
+
+        async def send(kwargs: dict[str, Any]) -> discord.Message:
+            # Edits replace `attachments`; a new message takes `files` (send has no
+            # `attachments`), and an empty list means "no file" here.
+            files = kwargs.pop("attachments", None) or []
+            extra: dict[str, Any] = {"files": files} if files else {}
+            if view is not None:
+                extra["view"] = view
+            return await channel.send(
+                **{
+                    "content": content,
+                    "embed": rendered.embed,
+                    "allowed_mentions": mentions,
+                    **kwargs,
+                    **extra,
+                }
             )
+
+        try:
+            message = await self._send_with_file_fallback(update, send)
         except discord.HTTPException as exc:
             log.warning("Job %d: could not post the result anywhere: %s", update.job_id, exc)
             return None
@@ -218,6 +227,7 @@ class DiscordStatusReporter:
             if self._token_usable(slot):
                 try:
                     await self._send_with_file_fallback(update, by_webhook)
+                    slot.last_key = rendered.key
                     return
                 except discord.HTTPException as exc:
                     if not _token_failure(exc):
