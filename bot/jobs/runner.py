@@ -285,7 +285,10 @@ class JobRunner:
                 log.info("Job %d changed state before submit (cancelled?); skipping", job.id)
                 return job
             job = replace(job, state=JobState.SUBMITTED, trace_id=trace_id)
-        await self._report(job, JobState.SUBMITTED)
+        if job.next_attempt_at is None:
+            # A retry after PixVerse's concurrency limit keeps showing "waiting for a slot"
+            # rather than flickering between that and "submitted" on every attempt.
+            await self._report(job, JobState.SUBMITTED)
         submit = await self._generate_call(job, trace_id)
         video_id = await self._retrying(job, submit)
         moved = await self._jobs.transition(
