@@ -19,6 +19,8 @@ Credits = app_commands.Range[int, 0, 1_000_000]
 SignedCredits = app_commands.Range[int, -1_000_000, 1_000_000]
 _SOURCE = {"own": "set for you", "role": "from your roles", "default": "server default"}
 _NO_PINGS = discord.AllowedMentions.none()
+# Audit actions whose target_id is a role, not a member: they are mentioned as roles.
+_ROLE_TARGETS = frozenset({"quota.role_daily"})
 
 
 def _when(moment: datetime) -> str:
@@ -72,7 +74,8 @@ def _role_ids(member: discord.Member | discord.User) -> list[int]:
 
 
 def _audit_line(entry: AuditEntry) -> str:
-    target = f" → <@{entry.target_id}>" if entry.target_id else ""
+    mention = "<@&{}>" if entry.action in _ROLE_TARGETS else "<@{}>"
+    target = f" → {mention.format(entry.target_id)}" if entry.target_id else ""
     change = ""
     if entry.before or entry.after:
         keys = sorted(set(entry.before) | set(entry.after))
