@@ -105,12 +105,17 @@ class PixBot(commands.Bot):
         await self.setup_services()
         for extension in walk_extensions():
             await self.load_extension(extension)
-        self.synced = await sync_commands(
-            self.tree,
-            self.store.db,
-            dev_guild_id=self.settings.dev_guild_id,
-            force_global=self.force_global_sync,
-        )
+        try:
+            self.synced = await sync_commands(
+                self.tree,
+                self.store.db,
+                dev_guild_id=self.settings.dev_guild_id,
+                force_global=self.force_global_sync,
+            )
+        except discord.HTTPException as exc:
+            # The bot still answers the commands Discord already knows; the next start
+            # (or `--sync`) tries again, since the stored hash was not updated.
+            log.error("Discord refused the command sync (%s); commands may be out of date", exc)
         if self.application_id is not None:
             log.info("Invite the bot with: %s", invite_url(self.application_id))
 

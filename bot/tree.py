@@ -31,7 +31,7 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: try again in {error.retry_after:.0f} s."
     if isinstance(error, app_commands.TransformerError):
-        return f"{error.value!r} is not a valid value here: {error}"
+        return "One of the options has a value Discord could not read: pick it again."
     if isinstance(error, app_commands.CheckFailure):
         return str(error) or "You cannot use this command here."
     return None
