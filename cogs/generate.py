@@ -20,7 +20,7 @@ from bot.jobs.media import (
 from bot.jobs.options import Defaults, build_options
 from bot.pixverse.rules import PROMPT_MAX, SEED_MAX
 from bot.store.models import JobInput, JobKind, JobParams, JobSource, JobState
-from bot.ui.intake import check_channel, within_deadline
+from bot.ui.intake import within_deadline
 from bot.ui.render import prompt_start
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class Generate(commands.Cog):
             seed=seed,
             effect=effect,
         )
-        check_channel(interaction)
+        await self.bot.intake.precheck(interaction, params)
         check_declared_image(image.filename, image.content_type, image.size)
         prepared = await within_deadline(interaction, _download(image, prepare_image))
         if prepared.scaled_from is not None:
@@ -141,7 +141,7 @@ class Generate(commands.Cog):
             seed=seed,
             effect=effect,
         )
-        check_channel(interaction)
+        await self.bot.intake.precheck(interaction, params)
         if job is not None:
             parent = await self.bot.store.jobs.get(job)
             if parent is None or parent.guild_id != interaction.guild_id:
@@ -149,6 +149,11 @@ class Generate(commands.Cog):
             if parent.state is not JobState.DONE or parent.pixverse_video_id is None:
                 raise UserFacingError(
                     f"Job #{job} is {parent.state.value}, not finished: extend a finished job."
+                )
+            if parent.removed_at is not None:
+                # As the Extend button: a result removed for breaking the rules stays gone.
+                raise UserFacingError(
+                    f"Job #{job} was removed by a moderator: extend another finished job."
                 )
             await self.bot.intake.accept(
                 interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id

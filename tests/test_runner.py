@@ -308,5 +308,19 @@ async def test_extend_by_job_sends_the_parent_video_id(world):
     assert "video_media_id" not in extend[0].json
 
 
+async def test_stop_right_after_a_wake_up_ends_promptly(world):
+    # Python 3.11's wait_for can swallow a cancellation that races a wake-up; stop() must
+    # end the loops anyway.
+    for _ in range(20):
+        runner = JobRunner(world.store, world.client, world.recorder, FAST)
+        await runner.start()
+        await asyncio.sleep(0.05)  # let both loops settle into their waits
+        runner.wake()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        async with asyncio.timeout(3):
+            await runner.stop()
+
+
 def _fields(config: RunnerConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}

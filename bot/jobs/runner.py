@@ -114,6 +114,7 @@ class JobRunner:
         self._poll_slots = asyncio.Semaphore(self._config.poll_concurrency)
         self._estimator = Estimator()
         self._busy_until = 0.0
+        self._stopping = False
         self._positions: dict[int, int] = {}
         self._reachable: bool | None = None
 
@@ -121,6 +122,7 @@ class JobRunner:
 
     async def start(self) -> None:
         """Resume every unfinished job, then start the dispatcher and the poller."""
+        self._stopping = False
         stats = await self._jobs.stats()
         for (model, quality, duration), seconds in stats.avg_generation_seconds.items():
             self._estimator.record(model, quality, duration, seconds)
@@ -144,6 +146,10 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop at once; every job's state is already persisted, so a restart resumes it."""
+        # The flag ends the loops even if a cancellation is lost in a wake-up race.
+        self._stopping = True
+        self._wake.set()
+        self._poll_wake.set()
         tasks = [*self._services, *self._starting.values(), *self._tasks]
         for task in tasks:
             task.cancel()
@@ -182,15 +188,14 @@ class JobRunner:
     # -- dispatching -----------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._fill_slots()
                 await self._show_queue()
             except Exception:
                 log.exception("Job dispatch failed; retrying shortly")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._config.idle_check)
+            await _wait(self._wake, self._config.idle_check)
 
     async def _fill_slots(self) -> None:
         while self.active < self._config.max_active and self._monotonic() >= self._busy_until:
@@ -392,7 +397,7 @@ class JobRunner:
         return max(0.0, self._clock() - start.timestamp())
 
     async def _poll_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._poll_wake.clear()
             while self._due and self._due[0][0] <= self._monotonic():
                 _, job_id = heapq.heappop(self._due)
@@ -404,8 +409,7 @@ class JobRunner:
                 entry.in_flight = True
                 self._spawn(self._poll(entry), f"poll-{job_id}")
             timeout = self._due[0][0] - self._monotonic() if self._due else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_wake.wait(), timeout=timeout)
+            await _wait(self._poll_wake, timeout)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -578,6 +582,15 @@ def explain(error: PixVerseError) -> str:
     if isinstance(error, NotFound):
         return "PixVerse could not find the source of this job."
     return "PixVerse failed to take the job; please try again later."
+
+
+async def _wait(event: asyncio.Event, seconds: float | None) -> None:
+    """Wait for ``event`` at most ``seconds``. ``asyncio.timeout`` rather than
+    ``wait_for``: on Python 3.11 the latter can swallow a cancellation that arrives as the
+    event is set, which would keep a stopping runner alive."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _video_id(job: Job) -> int:

@@ -293,6 +293,44 @@ class JobStore:
             upload_limit=new_job.upload_limit,
         )
 
+    async def precheck(
+        self,
+        guild_id: int,
+        user_id: int,
+        params: JobParams,
+        *,
+        role_ids: Iterable[int] = (),
+        max_jobs_per_user: int,
+        daily_default: int,
+    ) -> int:
+        """Raise the Refusal that ``create`` would raise now, writing nothing; return the cost.
+
+        Lets a command refuse before it downloads the member's file; ``create`` still decides.
+        """
+        cost = self.price(params)
+        now, roles = self._now(), list(role_ids)
+
+        def check(conn: sqlite3.Connection) -> int:
+            numbers = ledger.load_member(
+                conn,
+                guild_id,
+                user_id,
+                role_ids=roles,
+                daily_default=daily_default,
+                day=day_of(now),
+                count_jobs=True,
+            )
+            ledger.check_reserve(
+                numbers,
+                cost,
+                max_jobs_per_user=max_jobs_per_user,
+                resets_at=next_reset(now),
+                cheapest=self.cheapest,
+            )
+            return cost
+
+        return await self._db.read(check)
+
     # --- reading ----------------------------------------------------------------------------
 
     async def get(self, job_id: int) -> Job | None:

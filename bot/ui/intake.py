@@ -81,6 +81,21 @@ class Intake:
     def __init__(self, bot: PixBot) -> None:
         self._bot = bot
 
+    async def precheck(self, interaction: discord.Interaction[Any], params: JobParams) -> None:
+        """Refuse before any download: the channel, then what ``accept`` would refuse now
+        (blocked, paused, too many jobs, credits). ``accept`` still decides atomically."""
+        check_channel(interaction)
+        assert interaction.guild is not None
+        settings = self._bot.settings
+        await self._bot.store.jobs.precheck(
+            interaction.guild.id,
+            interaction.user.id,
+            params,
+            role_ids=member_role_ids(interaction),
+            max_jobs_per_user=settings.max_jobs_per_user,
+            daily_default=settings.daily_credits,
+        )
+
     async def accept(
         self,
         interaction: discord.Interaction[Any],
