@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -118,7 +119,7 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
         self.bot = bot
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction[PixBot]) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         # default_permissions only shapes the client's menus and server admins can override
         # it, so the bot checks the invoker's permission itself.
         if interaction.guild_id is None:
@@ -138,6 +139,25 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
             embed=embed, ephemeral=True, allowed_mentions=_NO_PINGS
         )
 
+    async def _change_member(
+        self,
+        interaction: discord.Interaction[PixBot],
+        user: discord.Member,
+        title: str,
+        change: Callable[..., Awaitable[QuotaView]],
+        *args: Any,
+    ) -> None:
+        """Apply one audited change to a member and answer with their new state."""
+        view = await change(
+            require_guild(interaction),
+            interaction.user.id,
+            user.id,
+            *args,
+            role_ids=_role_ids(user),
+            daily_default=self._daily,
+        )
+        await self._reply(interaction, quota_embed(view, title=title, for_admin=True))
+
     @app_commands.command(name="show", description="A member's allowance, usage and status")
     @app_commands.describe(user="The member to look at")
     async def show(self, interaction: discord.Interaction[PixBot], user: discord.Member) -> None:
@@ -153,20 +173,8 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
     async def set_daily(
         self, interaction: discord.Interaction[PixBot], user: discord.Member, daily: Credits
     ) -> None:
-        view = await self.bot.store.admin.set_daily(
-            require_guild(interaction),
-            interaction.user.id,
-            user.id,
-            daily,
-            role_ids=_role_ids(user),
-            daily_default=self._daily,
-        )
-        await self._reply(
-            interaction,
-            quota_embed(
-                view, title=f"{user.display_name}: daily allowance set to {daily}", for_admin=True
-            ),
-        )
+        title = f"{user.display_name}: daily allowance set to {daily}"
+        await self._change_member(interaction, user, title, self.bot.store.admin.set_daily, daily)
 
     @app_commands.command(name="grant", description="Give a member one-off bonus credits")
     @app_commands.describe(user="The member", credits="Bonus credits (negative to take back)")
@@ -177,36 +185,15 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
             raise UserFacingError(
                 "Granting 0 credits changes nothing: give a positive or negative number."
             )
-        view = await self.bot.store.admin.grant(
-            require_guild(interaction),
-            interaction.user.id,
-            user.id,
-            credits,
-            role_ids=_role_ids(user),
-            daily_default=self._daily,
-        )
         verb = "granted" if credits > 0 else "took back"
-        await self._reply(
-            interaction,
-            quota_embed(
-                view, title=f"{user.display_name}: {verb} {abs(credits)} credits", for_admin=True
-            ),
-        )
+        title = f"{user.display_name}: {verb} {abs(credits)} credits"
+        await self._change_member(interaction, user, title, self.bot.store.admin.grant, credits)
 
     @app_commands.command(name="reset", description="Clear a member's usage for today")
     @app_commands.describe(user="The member")
     async def reset(self, interaction: discord.Interaction[PixBot], user: discord.Member) -> None:
-        view = await self.bot.store.admin.reset(
-            require_guild(interaction),
-            interaction.user.id,
-            user.id,
-            role_ids=_role_ids(user),
-            daily_default=self._daily,
-        )
-        await self._reply(
-            interaction,
-            quota_embed(view, title=f"{user.display_name}: today's usage cleared", for_admin=True),
-        )
+        title = f"{user.display_name}: today's usage cleared"
+        await self._change_member(interaction, user, title, self.bot.store.admin.reset)
 
     @app_commands.command(name="block", description="Stop a member from starting jobs")
     @app_commands.describe(user="The member", reason="Why (shown to them when they try)")
@@ -216,32 +203,14 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
         user: discord.Member,
         reason: app_commands.Range[str, 1, 300] | None = None,
     ) -> None:
-        view = await self.bot.store.admin.block(
-            require_guild(interaction),
-            interaction.user.id,
-            user.id,
-            reason,
-            role_ids=_role_ids(user),
-            daily_default=self._daily,
-        )
-        await self._reply(
-            interaction, quota_embed(view, title=f"{user.display_name} is blocked", for_admin=True)
-        )
+        title = f"{user.display_name} is blocked"
+        await self._change_member(interaction, user, title, self.bot.store.admin.block, reason)
 
     @app_commands.command(name="unblock", description="Let a blocked member start jobs again")
     @app_commands.describe(user="The member")
     async def unblock(self, interaction: discord.Interaction[PixBot], user: discord.Member) -> None:
-        view = await self.bot.store.admin.unblock(
-            require_guild(interaction),
-            interaction.user.id,
-            user.id,
-            role_ids=_role_ids(user),
-            daily_default=self._daily,
-        )
-        await self._reply(
-            interaction,
-            quota_embed(view, title=f"{user.display_name} is unblocked", for_admin=True),
-        )
+        title = f"{user.display_name} is unblocked"
+        await self._change_member(interaction, user, title, self.bot.store.admin.unblock)
 
     @app_commands.command(name="server-cap", description="A daily credit cap for the whole server")
     @app_commands.describe(credits="Credits per UTC day for everyone together (0 = no cap)")

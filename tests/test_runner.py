@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
+from conftest import FAST_RUNNER
 from PIL import Image
 
 from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner, RunnerConfig
-from bot.jobs.schedule import PollSchedule
 from bot.pixverse import PixVerseClient, new_trace_id
 from bot.pixverse.rules import Model, Quality
 from bot.simulator import MODERATION_MARKER, Simulator, SimulatorConfig
@@ -25,16 +26,7 @@ from bot.store.models import JobSource, JobState
 GUILD, CHANNEL = 1, 2
 DAILY = 150
 
-FAST = RunnerConfig(
-    max_active=5,
-    schedule=PollSchedule(first_delay=0.05, min_delay=0.05, steady_delay=0.1, late_delay=0.2),
-    requests_per_second=200,
-    request_burst=50,
-    retry_delay=0.05,
-    busy_delay=0.2,
-    idle_check=0.1,
-    default_estimate=0.2,
-)
+FAST = replace(FAST_RUNNER, simulated=False)
 
 
 def png() -> bytes:

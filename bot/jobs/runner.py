@@ -244,28 +244,22 @@ class JobRunner:
             self._track(job)
 
     async def _upload(self, job: Job) -> Job:
-        params = job.params
-        if params.source is JobSource.IMAGE and job.pixverse_img_id is None:
-            await self._report(job, JobState.UPLOADING)
-            upload = await self._input(job)
-            image = await self._retrying(
-                job,
-                lambda: self._pixverse.upload_image(
-                    upload.data, filename=upload.filename, content_type=upload.content_type
-                ),
-            )
+        source = job.params.source
+        if source is JobSource.IMAGE and job.pixverse_img_id is None:
+            image = await self._send_input(job, self._pixverse.upload_image)
             return replace(job, pixverse_img_id=image.img_id)
-        if params.source is JobSource.VIDEO and job.pixverse_media_id is None:
-            await self._report(job, JobState.UPLOADING)
-            upload = await self._input(job)
-            media = await self._retrying(
-                job,
-                lambda: self._pixverse.upload_media(
-                    upload.data, filename=upload.filename, content_type=upload.content_type
-                ),
-            )
+        if source is JobSource.VIDEO and job.pixverse_media_id is None:
+            media = await self._send_input(job, self._pixverse.upload_media)
             return replace(job, pixverse_media_id=media.media_id)
         return job
+
+    async def _send_input(self, job: Job, upload: Callable[..., Awaitable[T]]) -> T:
+        await self._report(job, JobState.UPLOADING)
+        stored = await self._input(job)
+        return await self._retrying(
+            job,
+            lambda: upload(stored.data, filename=stored.filename, content_type=stored.content_type),
+        )
 
     async def _input(self, job: Job) -> JobInput:
         upload = await self._jobs.get_input(job.id)

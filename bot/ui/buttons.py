@@ -37,19 +37,23 @@ async def _finished_job(interaction: discord.Interaction[Any], job_id: int) -> J
     return job
 
 
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixbot:reroll:(?P<job>\d+)"
-):
+class JobButton:
+    """Shared by the buttons that act on one job: the job id lives in the ``custom_id``
+    (``pixbot:<action>:<job id>``), and errors reach the clicker by the usual road."""
+
+    job_id: int
+
     def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Re-roll",
-                emoji="🎲",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"pixbot:reroll:{job_id}",
-            )
-        )
         self.job_id = job_id
+
+    @staticmethod
+    def make(action: str, label: str, emoji: str, job_id: int) -> discord.ui.Button[Any]:
+        return discord.ui.Button(
+            label=label,
+            emoji=emoji,
+            style=discord.ButtonStyle.secondary,
+            custom_id=f"pixbot:{action}:{job_id}",
+        )
 
     @classmethod
     async def from_custom_id(
@@ -58,16 +62,29 @@ class RerollButton(
         item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
-    ) -> RerollButton:
+    ) -> Any:
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
-            await self._reroll(interaction)
+            await self.run(interaction)
         except Exception as exc:
             await report_item_error(interaction, exc)
 
-    async def _reroll(self, interaction: discord.Interaction[Any]) -> None:
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
+
+
+class RerollButton(
+    JobButton,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pixbot:reroll:(?P<job>\d+)",
+):
+    def __init__(self, job_id: int) -> None:
+        discord.ui.DynamicItem.__init__(self, self.make("reroll", "Re-roll", "🎲", job_id))
+        JobButton.__init__(self, job_id)
+
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
         bot: PixBot = interaction.client  # type: ignore[assignment]
         source = await _finished_job(interaction, self.job_id)
         params = source.params.model_copy(update={"seed": random_seed()})
@@ -84,39 +101,21 @@ class RerollButton(
 
 
 class ExtendButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"pixbot:extend:(?P<job>\d+)"
+    JobButton,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pixbot:extend:(?P<job>\d+)",
 ):
     def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Extend",
-                emoji="➕",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"pixbot:extend:{job_id}",
-            )
-        )
-        self.job_id = job_id
+        discord.ui.DynamicItem.__init__(self, self.make("extend", "Extend", "➕", job_id))
+        JobButton.__init__(self, job_id)
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> ExtendButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            await _finished_job(interaction, self.job_id)
-            modal = ExtendModal(self.job_id)
-            # Not kept by discord.py (a stopped modal is not stored): every submission, also
-            # one for a modal opened before a restart, goes through submit_extend_modal.
-            modal.stop()
-            await interaction.response.send_modal(modal)
-        except Exception as exc:
-            await report_item_error(interaction, exc)
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        await _finished_job(interaction, self.job_id)
+        modal = ExtendModal(self.job_id)
+        # Not kept by discord.py (a stopped modal is not stored): every submission, also one
+        # for a modal opened before a restart, goes through submit_extend_modal.
+        modal.stop()
+        await interaction.response.send_modal(modal)
 
 
 EXTEND_MODAL_ID = re.compile(r"pixbot:extend-modal:(?P<job>\d+)")
