@@ -194,21 +194,15 @@ class JobStore:
         )
 
         def accept(conn: sqlite3.Connection) -> int:
-            numbers = ledger.load_member(
+            numbers = self._check_member(
                 conn,
                 new_job.guild_id,
                 new_job.user_id,
-                role_ids=roles,
-                daily_default=daily_default,
-                day=day_of(now),
-                count_jobs=True,
-            )
-            ledger.check_reserve(
-                numbers,
                 cost,
-                max_jobs_per_user=max_jobs_per_user,
-                resets_at=next_reset(now),
-                cheapest=self.cheapest,
+                roles,
+                max_jobs_per_user,
+                daily_default,
+                now,
             )
             cursor = conn.execute(
                 "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
@@ -311,25 +305,42 @@ class JobStore:
         now, roles = self._now(), list(role_ids)
 
         def check(conn: sqlite3.Connection) -> int:
-            numbers = ledger.load_member(
-                conn,
-                guild_id,
-                user_id,
-                role_ids=roles,
-                daily_default=daily_default,
-                day=day_of(now),
-                count_jobs=True,
-            )
-            ledger.check_reserve(
-                numbers,
-                cost,
-                max_jobs_per_user=max_jobs_per_user,
-                resets_at=next_reset(now),
-                cheapest=self.cheapest,
+            self._check_member(
+                conn, guild_id, user_id, cost, roles, max_jobs_per_user, daily_default, now
             )
             return cost
 
         return await self._db.read(check)
+
+    def _check_member(
+        self,
+        conn: sqlite3.Connection,
+        guild_id: int,
+        user_id: int,
+        cost: int,
+        role_ids: list[int],
+        max_jobs_per_user: int,
+        daily_default: int,
+        now: float,
+    ) -> ledger.MemberNumbers:
+        """The member's numbers, or the Refusal that applies (blocked first)."""
+        numbers = ledger.load_member(
+            conn,
+            guild_id,
+            user_id,
+            role_ids=role_ids,
+            daily_default=daily_default,
+            day=day_of(now),
+            count_jobs=True,
+        )
+        ledger.check_reserve(
+            numbers,
+            cost,
+            max_jobs_per_user=max_jobs_per_user,
+            resets_at=next_reset(now),
+            cheapest=self.cheapest,
+        )
+        return numbers
 
     # --- reading ----------------------------------------------------------------------------
 
