@@ -18,6 +18,7 @@ from bot.sync import sync_commands
 from bot.tree import PixTree
 from bot.ui.buttons import ExtendButton, RerollButton, result_view, submit_extend_modal
 from bot.ui.intake import Intake
+from bot.ui.moderation import LogBlockButton, LogRemoveButton, ModLog, ModLogReporter
 from bot.ui.status import DiscordStatusReporter
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class PixBot(commands.Bot):
     reporter: DiscordStatusReporter
     runner: JobRunner
     intake: Intake
+    mod_log: ModLog
 
     def __init__(
         self,
@@ -129,10 +131,14 @@ class PixBot(commands.Bot):
             simulated=self.simulated,
             default_estimate=self.simulator.config.gen_time if self.simulator else None,
         )
-        self.runner = JobRunner(self.store, self.pixverse, self.reporter, config)
+        # Finished jobs also go to the server's moderation log (/mod log-channel), if any.
+        self.mod_log = ModLog(self)
+        reporter = ModLogReporter(self.reporter, self.mod_log)
+        self.runner = JobRunner(self.store, self.pixverse, reporter, config)
         self.intake = Intake(self)
-        # Result buttons carry their job id, so they work for messages sent before a restart.
-        self.add_dynamic_items(RerollButton, ExtendButton)
+        # Result and log buttons carry their job id, so they work on messages sent before
+        # a restart.
+        self.add_dynamic_items(RerollButton, ExtendButton, LogRemoveButton, LogBlockButton)
         await self.runner.start()
         secret, port = self.settings.pixverse_webhook_secret, self.settings.webhook_port
         if secret is not None and port is not None:
@@ -183,6 +189,9 @@ class PixBot(commands.Bot):
         runner = getattr(self, "runner", None)
         if runner is not None:
             await runner.stop()
+        mod_log = getattr(self, "mod_log", None)
+        if mod_log is not None:
+            await mod_log.close()
         reporter = getattr(self, "reporter", None)
         if reporter is not None:
             await reporter.close()

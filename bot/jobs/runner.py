@@ -46,7 +46,7 @@ from bot.pixverse import (
     new_trace_id,
 )
 from bot.store import Store
-from bot.store.models import Job, JobInput, JobSource, JobState
+from bot.store.models import AuditNote, Job, JobInput, JobSource, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -445,6 +445,8 @@ class JobRunner:
 
     async def _handle_result(self, entry: _Generating, result: VideoResult) -> None:
         job = entry.job
+        if self._generating.get(job.id) is not entry:
+            return  # cancelled (``cancel``) while this poll was in flight: nothing to show
         status = result.status
         if status == VideoStatus.DONE and result.video_url:
             await self._deliver(entry, result.video_url)
@@ -513,6 +515,39 @@ class JobRunner:
         await self._remember_target(job, target)
         await self._jobs.finish_failed(job.id, reason)
         self.wake()
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    async def cancel(
+        self, job_id: int, reason: str, *, audit: AuditNote | None = None
+    ) -> Job | None:
+        """End an unfinished job wherever it is (a moderator's ``/mod cancel``), release its
+        credits, stop uploading, submitting or polling it, and show it cancelled.
+
+        Returns the job as it was, or None if it does not exist or had already ended. A job
+        PixVerse already accepted may still finish there; the bot no longer looks at it.
+        """
+        job = await self._jobs.get(job_id)
+        if job is None or job.is_final:
+            return None
+        if job.state is JobState.QUEUED:
+            outcome = await self._jobs.cancel(job_id, reason=reason, audit=audit)
+            if outcome.ok:
+                self._spawn(self.report_cancelled(job, reason), f"cancelled-{job_id}")
+                return job
+            # Claimed by the dispatcher meanwhile: stop it like any job in flight.
+        self._generating.pop(job_id, None)  # a poll in flight sees this and drops its result
+        task = self._starting.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if not await self._jobs.finish_failed(
+            job_id, reason, state=JobState.CANCELLED, audit=audit
+        ):
+            return None
+        # The status edit may wait for its turn (one edit per few seconds): not our caller.
+        self._spawn(self.report_cancelled(job, reason), f"cancelled-{job_id}")
+        return job
 
     # -- reporting -------------------------------------------------------------------------
 

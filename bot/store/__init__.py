@@ -1,4 +1,5 @@
-"""The bot's SQLite store: one connection, migrations, the credit ledger, jobs, admin.
+"""The bot's SQLite store: one connection, migrations, the credit ledger, jobs, admin,
+moderation.
 
 Open it once at start and inject it::
 
@@ -46,6 +47,7 @@ from bot.store.models import (
     ServerView,
     TopEntry,
 )
+from bot.store.moderation import Moderation, ServerRules
 
 __all__ = [
     "ACTIVE_STATES",
@@ -67,6 +69,7 @@ __all__ = [
     "JobStore",
     "Ledger",
     "MemberBlocked",
+    "Moderation",
     "NewJob",
     "QueueStats",
     "QuotaAdmin",
@@ -74,6 +77,7 @@ __all__ = [
     "Refusal",
     "ServerCapReached",
     "ServerPaused",
+    "ServerRules",
     "ServerView",
     "Store",
     "TooManyJobs",
@@ -90,6 +94,7 @@ class Store:
     ledger: Ledger
     jobs: JobStore
     admin: QuotaAdmin
+    moderation: Moderation
 
     @classmethod
     async def open(
@@ -105,6 +110,7 @@ class Store:
             ledger=Ledger(db, clock=clock),
             jobs=JobStore(db, clock=clock, cost_overrides=cost_overrides),
             admin=QuotaAdmin(db, clock=clock),
+            moderation=Moderation(db, clock=clock),
         )
 
     async def close(self) -> None:

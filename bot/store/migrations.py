@@ -162,7 +162,28 @@ _V4 = """
 ALTER TABLE jobs ADD COLUMN upload_limit INTEGER CHECK (upload_limit > 0);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# 5: /mod — the channels where generation commands may be used (none = everywhere) and the
+# words or phrases refused in prompts, per server. Phrases are stored normalized (casefolded,
+# single spaces) so "Foo  Bar" and "foo bar" are one entry.
+_V5 = """
+CREATE TABLE allowed_channels (
+    guild_id   INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    added_by   INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (guild_id, channel_id)
+) WITHOUT ROWID;
+
+CREATE TABLE prompt_filters (
+    guild_id   INTEGER NOT NULL,
+    phrase     TEXT NOT NULL CHECK (length(phrase) BETWEEN 1 AND 100),
+    added_by   INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (guild_id, phrase)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 
 class SchemaTooNew(RuntimeError):

@@ -110,7 +110,10 @@ class ExtendButton(
         JobButton.__init__(self, job_id)
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
+        bot: PixBot = interaction.client  # type: ignore[assignment]
         await _finished_job(interaction, self.job_id)
+        # Refuse at the click rather than after the member has typed a prompt.
+        await bot.intake.check_server_rules(interaction)
         modal = ExtendModal(self.job_id)
         # Not kept by discord.py (a stopped modal is not stored): every submission, also one
         # for a modal opened before a restart, goes through submit_extend_modal.

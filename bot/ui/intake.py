@@ -1,8 +1,9 @@
 """Accepting a job from a Discord interaction: the one road from a command to the queue.
 
-Commands, the result buttons and the extend modal all end here: check the channel, write
-the job and its reservation in one transaction, answer with the public status message
-within Discord's 3-second window, and wake the runner.
+Commands, the result buttons and the extend modal all end here: check the channel and the
+server's moderation rules (paused, allowed channels, filtered words), write the job and its
+reservation in one transaction, answer with the public status message within Discord's
+3-second window, and wake the runner.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.store.errors import ServerPaused
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
 from bot.ui.render import render
 
@@ -77,15 +79,49 @@ async def _withdraw_deferral(interaction: discord.Interaction[Any]) -> None:
         log.debug("Could not remove the deferred response: %s", exc)
 
 
+def _channel_ids(interaction: discord.Interaction[Any]) -> tuple[int | None, int | None]:
+    """The channel, and a thread's parent: a thread of an allowed channel is allowed too."""
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+    return interaction.channel_id, parent
+
+
 class Intake:
     def __init__(self, bot: PixBot) -> None:
         self._bot = bot
 
+    async def check_server_rules(
+        self, interaction: discord.Interaction[Any], prompt: str | None = None
+    ) -> None:
+        """Refuse what this server's moderators ruled out (/mod pause, channels, filter).
+
+        Called by ``precheck`` and ``accept``, so every road to a job (commands, result
+        buttons, the Extend form) is covered before anything is charged; without ``prompt``
+        it checks only where and whether (e.g. before opening a form). The store still
+        refuses a paused server atomically when the job is written.
+        """
+        assert interaction.guild is not None
+        rules = await self._bot.store.moderation.rules(interaction.guild.id)
+        if rules.paused:
+            raise ServerPaused(rules.pause_reason)
+        if not rules.channel_allowed(*_channel_ids(interaction)):
+            where = ", ".join(f"<#{cid}>" for cid in rules.allowed_channels)
+            raise UserFacingError(
+                f"Videos can't be made in this channel: moderators allow them only in {where}."
+            )
+        if prompt is not None and (phrase := rules.refused_phrase(prompt)) is not None:
+            raise UserFacingError(
+                f"Your prompt contains “{phrase}”, which this server doesn't allow: "
+                "rephrase it and try again. Nothing was charged."
+            )
+
     async def precheck(self, interaction: discord.Interaction[Any], params: JobParams) -> None:
-        """Refuse before any download: the channel, then what ``accept`` would refuse now
-        (blocked, paused, too many jobs, credits). ``accept`` still decides atomically."""
+        """Refuse before any download: the channel, the server's rules, then what ``accept``
+        would refuse now (blocked, paused, too many jobs, credits). ``accept`` still decides
+        atomically."""
         check_channel(interaction)
         assert interaction.guild is not None
+        await self.check_server_rules(interaction, params.prompt)
         settings = self._bot.settings
         await self._bot.store.jobs.precheck(
             interaction.guild.id,
@@ -112,6 +148,7 @@ class Intake:
         settings = self._bot.settings
         deferred = interaction.response.is_done()
         try:
+            await self.check_server_rules(interaction, params.prompt)
             job = await self._bot.store.jobs.create(
                 NewJob(
                     guild_id=interaction.guild.id,

@@ -1,0 +1,365 @@
+"""The Discord side of /mod: acting on one job (cancel, remove), and the moderation log.
+
+The log: when a job ends (done or failed), ``ModLogReporter`` — a ``ProgressReporter`` that
+wraps the status messages' reporter, so the runner stays unaware of Discord — hands it to
+``ModLog``, which posts it to the server's log channel, if one is set, with "Remove & refund"
+and "Block member" buttons. The buttons are ``DynamicItem``s whose ``custom_id`` carries the
+job id, so they keep working after a restart, and they check Manage Server at click time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.errors import UserFacingError
+from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
+from bot.store.models import AuditNote, Job, JobState
+from bot.tree import send_ephemeral, user_message
+from bot.ui.render import prompt_start
+
+if TYPE_CHECKING:
+    from bot.app import PixBot
+
+log = logging.getLogger(__name__)
+
+NO_PINGS = discord.AllowedMentions.none()
+LOGGED_STATES = frozenset({JobState.DONE, JobState.FAILED})
+_STATE_TITLE = {JobState.DONE: "✅ Done", JobState.FAILED: "❌ Failed"}
+
+
+def require_manage_server(interaction: discord.Interaction[Any], what: str) -> int:
+    """The server's id, if the invoker may moderate it. ``default_permissions`` only shapes
+    the client's menus (server admins can override it), so the bot checks itself."""
+    if interaction.guild_id is None:
+        raise UserFacingError("This works in servers only.")
+    if not interaction.permissions.manage_guild:
+        raise UserFacingError(f"You need the Manage Server permission to {what}; nothing changed.")
+    return interaction.guild_id
+
+
+def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+# --- acting on one job ----------------------------------------------------------------------
+
+
+async def _job_of_server(bot: PixBot, guild_id: int, job_id: int) -> Job:
+    job = await bot.store.jobs.get(job_id)
+    if job is None or job.guild_id != guild_id:
+        raise UserFacingError(f"There is no job #{job_id} in this server.")
+    return job
+
+
+async def cancel_job(
+    bot: PixBot, guild_id: int, actor_id: int, job_id: int, reason: str | None
+) -> str:
+    """Cancel an unfinished job of this server, release its credits; the reply's text."""
+    job = await _job_of_server(bot, guild_id, job_id)
+    if job.is_final:
+        raise UserFacingError(
+            f"Job #{job_id} has already ended ({job.state.value}); to take down a finished "
+            "result, use `/mod remove`."
+        )
+    shown = f"Cancelled by a moderator: {reason}" if reason else "Cancelled by a moderator."
+    cancelled = await bot.runner.cancel(
+        job_id, shown, audit=AuditNote(actor_id, "mod.cancel", reason)
+    )
+    if cancelled is None:
+        now = await bot.store.jobs.get(job_id)
+        state = now.state.value if now else "gone"
+        raise UserFacingError(f"Job #{job_id} ended ({state}) before it could be cancelled.")
+    return (
+        f"Cancelled job #{job_id} of <@{job.user_id}> (it was {job.state.value}); its "
+        f"{job.cost} credits are released. Its status message now says so."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    job: Job
+    refunded: int
+    message_deleted: bool
+
+    def reply(self) -> str:
+        text = (
+            f"Removed the result of job #{self.job.id} by <@{self.job.user_id}> and refunded "
+            f"{self.refunded} credits."
+        )
+        if not self.message_deleted:
+            text += " Its message could not be deleted: delete it by hand."
+        return text
+
+
+async def remove_result(
+    bot: PixBot, guild_id: int, actor_id: int, job_id: int, reason: str | None
+) -> Removal:
+    """Refund a finished job (audited) and delete its result message."""
+    job = await _job_of_server(bot, guild_id, job_id)
+    if job.removed_at is not None:
+        raise UserFacingError(f"Job #{job_id} was already removed.")
+    if job.state is not JobState.DONE:
+        hint = "" if job.is_final else "; to stop it, use `/mod cancel`"
+        raise UserFacingError(
+            f"Job #{job_id} is {job.state.value}, not a finished result{hint}. Nothing changed."
+        )
+    refunded = await bot.store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
+    if refunded is None:
+        raise UserFacingError(f"Job #{job_id} was already removed.")
+    deleted = await _delete_status_message(bot, job)
+    log.info("Job %d removed by %d (%d credits refunded)", job_id, actor_id, refunded)
+    return Removal(job, refunded, deleted)
+
+
+async def _delete_status_message(bot: PixBot, job: Job) -> bool:
+    if job.status_message_id is None:
+        return True
+    channel = bot.get_partial_messageable(
+        job.status_channel_id or job.channel_id, guild_id=job.guild_id
+    )
+    try:
+        await channel.get_partial_message(job.status_message_id).delete()
+    except discord.NotFound:
+        return True  # already gone
+    except discord.HTTPException as exc:
+        log.warning("Job %d: could not delete its result message: %s", job.id, exc)
+        return False
+    return True
+
+
+# --- the moderation log -----------------------------------------------------------------------
+
+
+def log_embed(update: JobUpdate, target: StatusTarget | None) -> discord.Embed:
+    """What moderators see of one finished job: who, what, where, and the result."""
+    p = update.params
+    embed = discord.Embed(
+        title=f"Job #{update.job_id} · {_STATE_TITLE.get(update.state, update.state.value)}",
+        description=discord.utils.escape_markdown(prompt_start(p.prompt, 1000)),
+        colour=discord.Colour.green() if update.state is JobState.DONE else discord.Colour.red(),
+    )
+    embed.add_field(name="Member", value=f"<@{update.owner_id}>")
+    embed.add_field(name="Channel", value=f"<#{update.channel_id}>")
+    embed.add_field(name="Kind", value=update.kind)
+    embed.add_field(name="Options", value=f"{p.model.value} · {p.quality.value} · {p.duration} s")
+    embed.add_field(name="Credits", value=str(update.cost))
+    if update.parent_job_id is not None:
+        embed.add_field(name="From job", value=f"#{update.parent_job_id}")
+    if update.state is JobState.DONE and update.video_url:
+        embed.add_field(name="Result", value=f"[Open the video]({update.video_url})", inline=False)
+    elif update.error:
+        embed.add_field(name="Reason", value=update.error[:1024], inline=False)
+    if target is not None and target.message_id is not None:
+        link = message_link(update.guild_id, target.channel_id, target.message_id)
+        embed.add_field(name="Status message", value=f"[Jump to it]({link})", inline=False)
+    return embed
+
+
+def log_view(job_id: int, *, removable: bool, blockable: bool = True) -> discord.ui.View | None:
+    view = discord.ui.View(timeout=None)
+    if removable:
+        view.add_item(LogRemoveButton(job_id))
+    if blockable:
+        view.add_item(LogBlockButton(job_id))
+    return view if view.children else None
+
+
+class ModLog:
+    """Posts finished jobs to their server's log channel, in the background: a slow or
+    refused post never holds up the runner or the member's status message."""
+
+    def __init__(self, bot: PixBot) -> None:
+        self._bot = bot
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def job_finished(self, update: JobUpdate, target: StatusTarget | None) -> None:
+        task = asyncio.create_task(self.post(update, target), name=f"modlog-{update.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("Posting to the moderation log failed", exc_info=exc)
+
+    async def post(self, update: JobUpdate, target: StatusTarget | None) -> None:
+        settings = await self._bot.store.admin.guild_settings(update.guild_id)
+        if settings.log_channel_id is None:
+            return
+        channel = self._bot.get_partial_messageable(
+            settings.log_channel_id, guild_id=update.guild_id
+        )
+        kwargs: dict[str, Any] = {
+            "embed": log_embed(update, target),
+            "allowed_mentions": NO_PINGS,
+        }
+        view = log_view(update.job_id, removable=update.state is JobState.DONE)
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            await channel.send(**kwargs)
+        except discord.HTTPException as exc:
+            log.warning(
+                "Job %d: could not post to the log channel %d: %s",
+                update.job_id,
+                settings.log_channel_id,
+                exc,
+            )
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ModLogReporter:
+    """The runner's reporter: shows every update through ``inner`` (the status messages),
+    then hands finished jobs to the moderation log."""
+
+    def __init__(self, inner: ProgressReporter, mod_log: ModLog) -> None:
+        self._inner = inner
+        self._mod_log = mod_log
+
+    async def show(self, update: JobUpdate) -> StatusTarget | None:
+        target = await self._inner.show(update)
+        if update.state in LOGGED_STATES:
+            self._mod_log.job_finished(update, target)
+        return target
+
+
+# --- the log's buttons --------------------------------------------------------------------------
+
+
+class _LogAction:
+    """Shared by the log's buttons: the job id lives in the ``custom_id``
+    (``pixbot:mod-<action>:<job id>``); only members with Manage Server may press them."""
+
+    job_id: int
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+
+    @staticmethod
+    def make(action: str, label: str, style: discord.ButtonStyle, job_id: int) -> Any:
+        return discord.ui.Button(
+            label=label, style=style, custom_id=f"pixbot:mod-{action}:{job_id}"
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> Any:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            require_manage_server(interaction, "use the moderation log's buttons")
+            await self.run(interaction)
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                log.error("Moderation log button failed", exc_info=exc)
+                message = "Something went wrong on the bot's side; nothing changed."
+            await send_ephemeral(interaction, message)
+
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
+
+    async def mark_done(self, interaction: discord.Interaction[Any], note: str) -> None:
+        """Note the action on the log message and take its button away (best effort)."""
+        message = interaction.message
+        if message is None or not message.embeds:
+            return
+        embed = message.embeds[0].copy()
+        embed.add_field(name="Moderation", value=note[:1024], inline=False)
+        data: dict[str, Any] = dict(interaction.data or {})
+        pressed = str(data.get("custom_id", ""))
+        ids = {
+            child.custom_id
+            for row in message.components
+            for child in getattr(row, "children", [])
+            if getattr(child, "custom_id", None)
+        }
+        view = log_view(
+            self.job_id,
+            removable=f"pixbot:mod-remove:{self.job_id}" in ids - {pressed},
+            blockable=f"pixbot:mod-block:{self.job_id}" in ids - {pressed},
+        )
+        try:
+            await message.edit(embed=embed, view=view, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.info("Could not update the moderation log message: %s", exc)
+
+
+class LogRemoveButton(
+    _LogAction,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pixbot:mod-remove:(?P<job>\d+)",
+):
+    def __init__(self, job_id: int) -> None:
+        discord.ui.DynamicItem.__init__(
+            self, self.make("remove", "Remove & refund", discord.ButtonStyle.danger, job_id)
+        )
+        _LogAction.__init__(self, job_id)
+
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        bot: PixBot = interaction.client  # type: ignore[assignment]
+        assert interaction.guild_id is not None
+        removal = await remove_result(
+            bot,
+            interaction.guild_id,
+            interaction.user.id,
+            self.job_id,
+            "removed from the moderation log",
+        )
+        await interaction.response.send_message(
+            removal.reply(), ephemeral=True, allowed_mentions=NO_PINGS
+        )
+        await self.mark_done(
+            interaction,
+            f"Removed by <@{interaction.user.id}>; {removal.refunded} credits refunded.",
+        )
+
+
+class LogBlockButton(
+    _LogAction,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pixbot:mod-block:(?P<job>\d+)",
+):
+    def __init__(self, job_id: int) -> None:
+        discord.ui.DynamicItem.__init__(
+            self, self.make("block", "Block member", discord.ButtonStyle.secondary, job_id)
+        )
+        _LogAction.__init__(self, job_id)
+
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        bot: PixBot = interaction.client  # type: ignore[assignment]
+        assert interaction.guild_id is not None
+        job = await _job_of_server(bot, interaction.guild_id, self.job_id)
+        member = interaction.guild.get_member(job.user_id) if interaction.guild else None
+        await bot.store.admin.block(
+            job.guild_id,
+            interaction.user.id,
+            job.user_id,
+            f"blocked from the moderation log (job #{job.id})",
+            role_ids=[role.id for role in member.roles] if member else [],
+            daily_default=bot.settings.daily_credits,
+        )
+        await interaction.response.send_message(
+            f"<@{job.user_id}> is blocked from starting videos in this server "
+            "(`/quota-admin unblock` lifts it).",
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+        await self.mark_done(interaction, f"Member blocked by <@{interaction.user.id}>.")
