@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
 from bot.store.models import AuditNote, Job, JobState
 from bot.tree import send_ephemeral, user_message
+from bot.ui.buttons import JobButton
 from bot.ui.render import prompt_start
 
 if TYPE_CHECKING:
@@ -237,30 +237,15 @@ class ModLogReporter:
 # --- the log's buttons --------------------------------------------------------------------------
 
 
-class _LogAction:
-    """Shared by the log's buttons: the job id lives in the ``custom_id``
-    (``pixbot:mod-<action>:<job id>``); only members with Manage Server may press them."""
-
-    job_id: int
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
+class _LogAction(JobButton):
+    """Shared by the log's buttons (``pixbot:mod-<action>:<job id>``): only members with
+    Manage Server may press them."""
 
     @staticmethod
-    def make(action: str, label: str, style: discord.ButtonStyle, job_id: int) -> Any:
+    def make_log(action: str, label: str, style: discord.ButtonStyle, job_id: int) -> Any:
         return discord.ui.Button(
             label=label, style=style, custom_id=f"pixbot:mod-{action}:{job_id}"
         )
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> Any:
-        return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
@@ -272,9 +257,6 @@ class _LogAction:
                 log.error("Moderation log button failed", exc_info=exc)
                 message = "Something went wrong on the bot's side; nothing changed."
             await send_ephemeral(interaction, message)
-
-    async def run(self, interaction: discord.Interaction[Any]) -> None:
-        raise NotImplementedError
 
     async def mark_done(self, interaction: discord.Interaction[Any], note: str) -> None:
         """Note the action on the log message and take its button away (best effort)."""
@@ -309,7 +291,7 @@ class LogRemoveButton(
 ):
     def __init__(self, job_id: int) -> None:
         discord.ui.DynamicItem.__init__(
-            self, self.make("remove", "Remove & refund", discord.ButtonStyle.danger, job_id)
+            self, self.make_log("remove", "Remove & refund", discord.ButtonStyle.danger, job_id)
         )
         _LogAction.__init__(self, job_id)
 
@@ -339,7 +321,7 @@ class LogBlockButton(
 ):
     def __init__(self, job_id: int) -> None:
         discord.ui.DynamicItem.__init__(
-            self, self.make("block", "Block member", discord.ButtonStyle.secondary, job_id)
+            self, self.make_log("block", "Block member", discord.ButtonStyle.secondary, job_id)
         )
         _LogAction.__init__(self, job_id)
 
