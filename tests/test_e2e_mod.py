@@ -685,3 +685,18 @@ async def test_mod_without_manage_server_is_refused_and_changes_nothing(world, s
     assert (await bot.store.jobs.get(job.id)).removed_at is None
     assert not message.deleted
     assert (await quota(world)).used_today == 45
+
+
+async def test_a_blocked_member_is_told_so_before_any_server_rule(world):
+    # Issue 3: blocked members are refused before anything else, even in a paused server
+    # or a channel that is not allowed.
+    await world.start_bot()
+    await world.bot.store.admin.block(
+        world.guild.id, world.admin.id, world.member.id, "spamming", daily_default=150
+    )
+    other = world.fake.add_channel(world.guild, "elsewhere")
+    await mod(world, "channels allow", channel=other)
+    await mod(world, "pause", reason="cooling down")
+    text = await refused(world, await world.video(), "blocked", "spamming")
+    assert "paused" not in text and "channel" not in text
+    await assert_nothing_charged(world)

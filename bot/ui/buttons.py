@@ -111,9 +111,10 @@ class ExtendButton(
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
         bot: PixBot = interaction.client  # type: ignore[assignment]
-        await _finished_job(interaction, self.job_id)
-        # Refuse at the click rather than after the member has typed a prompt.
-        await bot.intake.check_server_rules(interaction)
+        source = await _finished_job(interaction, self.job_id)
+        # Refuse at the click rather than after the member has typed a prompt: the extension
+        # costs what the source cost (same model, quality and duration).
+        await bot.intake.precheck(interaction, source.params, check_prompt=False)
         modal = ExtendModal(self.job_id)
         # Not kept by discord.py (a stopped modal is not stored): every submission, also one
         # for a modal opened before a restart, goes through submit_extend_modal.

@@ -18,7 +18,6 @@ import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, StatusTarget
-from bot.store.errors import ServerPaused
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
 from bot.ui.render import render
 
@@ -93,17 +92,10 @@ class Intake:
     async def check_server_rules(
         self, interaction: discord.Interaction[Any], prompt: str | None = None
     ) -> None:
-        """Refuse what this server's moderators ruled out (/mod pause, channels, filter).
-
-        Called by ``precheck`` and ``accept``, so every road to a job (commands, result
-        buttons, the Extend form) is covered before anything is charged; without ``prompt``
-        it checks only where and whether (e.g. before opening a form). The store still
-        refuses a paused server atomically when the job is written.
-        """
+        """Refuse what this server's moderators ruled out with /mod channels and /mod filter
+        (a pause is refused by the store, after a block); without ``prompt``, only where."""
         assert interaction.guild is not None
         rules = await self._bot.store.moderation.rules(interaction.guild.id)
-        if rules.paused:
-            raise ServerPaused(rules.pause_reason)
         if not rules.channel_allowed(*_channel_ids(interaction)):
             where = ", ".join(f"<#{cid}>" for cid in rules.allowed_channels)
             raise UserFacingError(
@@ -115,13 +107,19 @@ class Intake:
                 "rephrase it and try again. Nothing was charged."
             )
 
-    async def precheck(self, interaction: discord.Interaction[Any], params: JobParams) -> None:
-        """Refuse before any download: the channel, the server's rules, then what ``accept``
-        would refuse now (blocked, paused, too many jobs, credits). ``accept`` still decides
-        atomically."""
+    async def precheck(
+        self,
+        interaction: discord.Interaction[Any],
+        params: JobParams,
+        *,
+        check_prompt: bool = True,
+    ) -> None:
+        """Everything that refuses a job, before any download or charge: the bot's channel
+        permissions; then, as the store would now, a block first, a pause, too many jobs,
+        credits; then the server's channel and prompt rules. ``accept`` repeats it, and the
+        store decides atomically when the job is written."""
         check_channel(interaction)
         assert interaction.guild is not None
-        await self.check_server_rules(interaction, params.prompt)
         settings = self._bot.settings
         await self._bot.store.jobs.precheck(
             interaction.guild.id,
@@ -131,6 +129,7 @@ class Intake:
             max_jobs_per_user=settings.max_jobs_per_user,
             daily_default=settings.daily_credits,
         )
+        await self.check_server_rules(interaction, params.prompt if check_prompt else None)
 
     async def accept(
         self,
@@ -148,7 +147,7 @@ class Intake:
         settings = self._bot.settings
         deferred = interaction.response.is_done()
         try:
-            await self.check_server_rules(interaction, params.prompt)
+            await self.precheck(interaction, params)
             job = await self._bot.store.jobs.create(
                 NewJob(
                     guild_id=interaction.guild.id,
