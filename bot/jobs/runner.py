@@ -116,7 +116,6 @@ class JobRunner:
         self._busy_until = 0.0
         self._stopping = False
         self._positions: dict[int, int] = {}
-        self._reachable: bool | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -171,11 +170,6 @@ class JobRunner:
     @property
     def active(self) -> int:
         return len(self._starting) + len(self._generating)
-
-    @property
-    def pixverse_reachable(self) -> bool | None:
-        """Whether PixVerse answered the last request (None before any)."""
-        return self._reachable
 
     def estimate(self, job: Job) -> float:
         p = job.params
@@ -333,7 +327,6 @@ class JobRunner:
             try:
                 result = await call()
             except TransientError as exc:
-                self._reachable = False
                 if attempt == self._config.max_attempts:
                     raise JobFailure(
                         "PixVerse kept failing to answer; please try again later."
@@ -342,10 +335,6 @@ class JobRunner:
                 log.warning("Job %d: PixVerse failed (%s); retry in %.0fs", job.id, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            except PixVerseError:
-                self._reachable = True
-                raise
-            self._reachable = True
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -417,7 +406,6 @@ class JobRunner:
         try:
             result = await self._pixverse.result(_video_id(job))
         except TransientError as exc:
-            self._reachable = False
             log.warning("Job %d: result poll failed (%s)", job.id, exc)
             self._reschedule(entry, self._config.schedule.steady_delay)
             return
@@ -425,13 +413,11 @@ class JobRunner:
             await self._finish_failed(entry, "PixVerse no longer has this job.")
             return
         except PixVerseError as exc:
-            self._reachable = True
             log.error("Job %d: PixVerse refused the result poll: %r", job.id, exc)
             self._reschedule(entry, self._config.schedule.late_delay)
             return
         finally:
             self._poll_slots.release()
-        self._reachable = True
         try:
             await self._handle_result(entry, result)
         except Exception:
