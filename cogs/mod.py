@@ -12,9 +12,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import require_manage_server
 from bot.store.models import GuildSettings, Job
 from bot.store.moderation import MAX_PHRASE, ListChange, SettingsChange
-from bot.ui.moderation import NO_PINGS, cancel_job, remove_result, require_manage_server
+from bot.ui.moderation import NO_PINGS, cancel_job, remove_result
 from bot.ui.render import prompt_start
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import UserFacingError, require_guild
+from bot.errors import UserFacingError, require_guild, require_manage_server
 from bot.store.models import AuditEntry, QuotaView, ServerView
 
 if TYPE_CHECKING:
@@ -120,14 +120,7 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        # default_permissions only shapes the client's menus and server admins can override
-        # it, so the bot checks the invoker's permission itself.
-        if interaction.guild_id is None:
-            raise UserFacingError("This command works in servers only.")
-        if not interaction.permissions.manage_guild:
-            raise UserFacingError(
-                "You need the Manage Server permission to use /quota-admin; nothing changed."
-            )
+        require_manage_server(interaction, "use /quota-admin")
         return True
 
     @property

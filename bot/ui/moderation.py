@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.errors import UserFacingError
+from bot.errors import UserFacingError, require_manage_server
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
 from bot.store.models import AuditNote, Job, JobState
 from bot.tree import send_ephemeral, user_message
@@ -31,16 +31,6 @@ log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
 LOGGED_STATES = frozenset({JobState.DONE, JobState.FAILED})
 _STATE_TITLE = {JobState.DONE: "✅ Done", JobState.FAILED: "❌ Failed"}
-
-
-def require_manage_server(interaction: discord.Interaction[Any], what: str) -> int:
-    """The server's id, if the invoker may moderate it. ``default_permissions`` only shapes
-    the client's menus (server admins can override it), so the bot checks itself."""
-    if interaction.guild_id is None:
-        raise UserFacingError("This works in servers only.")
-    if not interaction.permissions.manage_guild:
-        raise UserFacingError(f"You need the Manage Server permission to {what}; nothing changed.")
-    return interaction.guild_id
 
 
 def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
