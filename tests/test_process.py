@@ -8,6 +8,7 @@ SIGTERM/SIGINT with exit code 0."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -95,3 +96,43 @@ async def test_bot_process_logs_the_invite_url(tmp_path):
         output = (await process.stdout.read()).decode(errors="replace")
         assert "scope=bot+applications.commands" in output
         assert f"client_id={fake.application_id}" in output
+
+
+async def test_bot_process_turns_an_image_into_a_video_with_production_defaults(tmp_path):
+    """`python -m bot --simulate` with nothing tuned: the simulator's default 10 s generation,
+    the real poll schedule and the real 3 s edit interval."""
+    from conftest import png_bytes, status_text
+
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("Pixel Lounge")
+        channel = fake.add_channel(guild, "generate")
+        member = fake.add_user("sam")
+        fake.add_member(guild, member)
+        process = await start_bot_process(fake, guild.id, tmp_path)
+        try:
+            await wait_synced(fake, guild)
+            await fake.wait_until_ready(timeout=15)
+            handle = await fake.invoke(
+                "video",
+                user=member,
+                channel=channel,
+                options={"prompt": "a lighthouse in a storm"},
+                attachments={"image": ("lighthouse.png", png_bytes(), "image/png")},
+            )
+            first = await handle.response(timeout=10)
+            assert not first.ephemeral and first.delay < 3
+            message = await handle.wait_original(lambda m: bool(m.files), timeout=60)
+            text = status_text(message)
+            assert "Done" in text and "simulated" in text and "Credits spent: 45" in text
+            [video] = message.files.values()
+            assert video[4:8] == b"ftyp"
+            times = [snapshot.at for snapshot in message.history]
+            assert all(b - a >= 2.95 for a, b in itertools.pairwise(times))
+            assert not any(snapshot.pings_anyone for snapshot in message.history)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), timeout=10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert code == 0
