@@ -43,7 +43,8 @@ def _member(conn: sqlite3.Connection, guild_id: int, user_id: int, now: float) -
     return row
 
 
-def _guild(conn: sqlite3.Connection, guild_id: int, now: float) -> sqlite3.Row:
+def guild_row(conn: sqlite3.Connection, guild_id: int, now: float) -> sqlite3.Row:
+    """The server's settings row, created with the defaults if it did not exist."""
     conn.execute(
         "INSERT INTO guild_settings (guild_id, updated_at) VALUES (?, ?)"
         " ON CONFLICT (guild_id) DO NOTHING",
@@ -53,6 +54,16 @@ def _guild(conn: sqlite3.Connection, guild_id: int, now: float) -> sqlite3.Row:
         "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)
     ).fetchone()
     return row
+
+
+def guild_settings_of(guild_id: int, row: sqlite3.Row) -> GuildSettings:
+    return GuildSettings(
+        guild_id,
+        row["server_cap"],
+        bool(row["paused"]),
+        row["pause_reason"],
+        row["log_channel_id"],
+    )
 
 
 class QuotaAdmin:
@@ -302,7 +313,7 @@ class QuotaAdmin:
         now = self._now()
 
         def apply(conn: sqlite3.Connection) -> ServerView:
-            row = _guild(conn, guild_id, now)
+            row = guild_row(conn, guild_id, now)
             conn.execute(
                 f"UPDATE guild_settings SET {assignments}, updated_at = ? WHERE guild_id = ?",
                 (*values, now, guild_id),
@@ -370,9 +381,7 @@ class QuotaAdmin:
             " WHERE guild_id = ?",
             (guild_id,),
         )
-        if row is None:
-            return GuildSettings(guild_id)
-        return GuildSettings(guild_id, row[0], bool(row[1]), row[2], row[3])
+        return GuildSettings(guild_id) if row is None else guild_settings_of(guild_id, row)
 
     # --- reports ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from bot.store.admin import guild_row, guild_settings_of
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, to_ts, utcnow
 from bot.store.db import Database
@@ -98,24 +99,6 @@ def check_phrase(text: str) -> str:
             f"That phrase is {len(phrase)} characters; filter at most {MAX_PHRASE} at a time."
         )
     return phrase
-
-
-def _guild_row(conn: sqlite3.Connection, guild_id: int, now: float) -> sqlite3.Row:
-    conn.execute(
-        "INSERT INTO guild_settings (guild_id, updated_at) VALUES (?, ?)"
-        " ON CONFLICT (guild_id) DO NOTHING",
-        (guild_id, now),
-    )
-    row: sqlite3.Row = conn.execute(
-        "SELECT server_cap, paused, pause_reason, log_channel_id FROM guild_settings"
-        " WHERE guild_id = ?",
-        (guild_id,),
-    ).fetchone()
-    return row
-
-
-def _settings(guild_id: int, row: sqlite3.Row) -> GuildSettings:
-    return GuildSettings(guild_id, row[0], bool(row[1]), row[2], row[3])
 
 
 def _channels(conn: sqlite3.Connection, guild_id: int) -> tuple[int, ...]:
@@ -306,11 +289,11 @@ class Moderation:
         now = self._now()
 
         def apply(conn: sqlite3.Connection) -> SettingsChange:
-            row = _guild_row(conn, guild_id, now)
+            row = guild_row(conn, guild_id, now)
             before = {name: row[name] for name in names}
             after = {name: fields[name] for name in names}
             if before == after:
-                return SettingsChange(False, _settings(guild_id, row))
+                return SettingsChange(False, guild_settings_of(guild_id, row))
             assignments = ", ".join(f"{name} = ?" for name in names)
             conn.execute(
                 f"UPDATE guild_settings SET {assignments}, updated_at = ? WHERE guild_id = ?",
@@ -327,7 +310,7 @@ class Moderation:
                 now=now,
                 reason=reason,
             )
-            return SettingsChange(True, _settings(guild_id, _guild_row(conn, guild_id, now)))
+            return SettingsChange(True, guild_settings_of(guild_id, guild_row(conn, guild_id, now)))
 
         return await self._db.write(apply)
 
