@@ -101,20 +101,101 @@ def check_phrase(text: str) -> str:
     return phrase
 
 
-def _channels(conn: sqlite3.Connection, guild_id: int) -> tuple[int, ...]:
-    rows = conn.execute(
-        "SELECT channel_id FROM allowed_channels WHERE guild_id = ?"
-        " ORDER BY created_at, channel_id",
-        (guild_id,),
-    ).fetchall()
-    return tuple(int(r[0]) for r in rows)
+@dataclass(frozen=True, slots=True)
+class _GuildList:
+    """One per-server list a moderator edits (allowed channels, filtered phrases): where it
+    is stored, its cap, and how its changes are audited."""
+
+    table: str
+    column: str
+    order: str
+    limit: int
+    full: str  # the refusal when the list is at its cap; {count} is filled in
+    add_action: str
+    remove_action: str
+    flag: str  # the audit's before/after key saying whether the item is on the list
+
+    def items(self, conn: sqlite3.Connection, guild_id: int) -> tuple[Any, ...]:
+        rows = conn.execute(
+            f"SELECT {self.column} FROM {self.table} WHERE guild_id = ? ORDER BY {self.order}",
+            (guild_id,),
+        ).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def add(
+        self, conn: sqlite3.Connection, guild_id: int, actor_id: int, item: Any, now: float
+    ) -> ListChange[Any]:
+        before = self.items(conn, guild_id)
+        if item in before:
+            return ListChange(False, before)
+        if len(before) >= self.limit:
+            raise RuleRefused(self.full.format(count=len(before)))
+        conn.execute(
+            f"INSERT INTO {self.table} (guild_id, {self.column}, added_by, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (guild_id, item, actor_id, now),
+        )
+        self._audit(conn, guild_id, actor_id, self.add_action, item, now, on_list=True)
+        return ListChange(True, self.items(conn, guild_id))
+
+    def remove(
+        self, conn: sqlite3.Connection, guild_id: int, actor_id: int, item: Any, now: float
+    ) -> ListChange[Any]:
+        deleted = conn.execute(
+            f"DELETE FROM {self.table} WHERE guild_id = ? AND {self.column} = ?",
+            (guild_id, item),
+        ).rowcount
+        if deleted:
+            self._audit(conn, guild_id, actor_id, self.remove_action, item, now, on_list=False)
+        return ListChange(bool(deleted), self.items(conn, guild_id))
+
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        item: Any,
+        now: float,
+        *,
+        on_list: bool,
+    ) -> None:
+        write_audit(
+            conn,
+            guild_id=guild_id,
+            actor_id=actor_id,
+            action=action,
+            target_id=None,
+            before={self.column: item, self.flag: not on_list},
+            after={self.column: item, self.flag: on_list},
+            now=now,
+        )
 
 
-def _filters(conn: sqlite3.Connection, guild_id: int) -> tuple[str, ...]:
-    rows = conn.execute(
-        "SELECT phrase FROM prompt_filters WHERE guild_id = ? ORDER BY phrase", (guild_id,)
-    ).fetchall()
-    return tuple(str(r[0]) for r in rows)
+# Table and column names below are constants, never user input.
+_CHANNELS = _GuildList(
+    table="allowed_channels",
+    column="channel_id",
+    order="created_at, channel_id",
+    limit=MAX_ALLOWED_CHANNELS,
+    full="This server already allows {count} channels, the most the bot keeps: deny one first.",
+    add_action="mod.channel_allow",
+    remove_action="mod.channel_deny",
+    flag="allowed",
+)
+_FILTERS = _GuildList(
+    table="prompt_filters",
+    column="phrase",
+    order="phrase",
+    limit=MAX_FILTERS,
+    full=(
+        "This server already filters {count} words or phrases, the most the bot keeps: "
+        "remove one first."
+    ),
+    add_action="mod.filter_add",
+    remove_action="mod.filter_remove",
+    flag="filtered",
+)
 
 
 class Moderation:
@@ -136,8 +217,8 @@ class Moderation:
             ).fetchone()
             return ServerRules(
                 guild_id,
-                _channels(conn, guild_id),
-                _filters(conn, guild_id),
+                _CHANNELS.items(conn, guild_id),
+                _FILTERS.items(conn, guild_id),
                 paused=bool(row[0]) if row else False,
                 pause_reason=row[1] if row else None,
             )
@@ -146,118 +227,29 @@ class Moderation:
 
     async def allow_channel(self, guild_id: int, actor_id: int, channel_id: int) -> ListChange[int]:
         now = self._now()
-
-        def apply(conn: sqlite3.Connection) -> ListChange[int]:
-            before = _channels(conn, guild_id)
-            if channel_id in before:
-                return ListChange(False, before)
-            if len(before) >= MAX_ALLOWED_CHANNELS:
-                raise RuleRefused(
-                    f"This server already allows {len(before)} channels, the most the bot "
-                    "keeps: deny one first."
-                )
-            conn.execute(
-                "INSERT INTO allowed_channels (guild_id, channel_id, added_by, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (guild_id, channel_id, actor_id, now),
-            )
-            self._audit_channel(conn, guild_id, actor_id, "mod.channel_allow", channel_id, now)
-            return ListChange(True, _channels(conn, guild_id))
-
-        return await self._db.write(apply)
+        return await self._db.write(
+            lambda conn: _CHANNELS.add(conn, guild_id, actor_id, channel_id, now)
+        )
 
     async def deny_channel(self, guild_id: int, actor_id: int, channel_id: int) -> ListChange[int]:
         """Take a channel off the allow list (with none left, every channel is allowed)."""
         now = self._now()
-
-        def apply(conn: sqlite3.Connection) -> ListChange[int]:
-            deleted = conn.execute(
-                "DELETE FROM allowed_channels WHERE guild_id = ? AND channel_id = ?",
-                (guild_id, channel_id),
-            ).rowcount
-            if deleted:
-                self._audit_channel(conn, guild_id, actor_id, "mod.channel_deny", channel_id, now)
-            return ListChange(bool(deleted), _channels(conn, guild_id))
-
-        return await self._db.write(apply)
-
-    @staticmethod
-    def _audit_channel(
-        conn: sqlite3.Connection,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        channel_id: int,
-        now: float,
-    ) -> None:
-        allowed = action == "mod.channel_allow"
-        write_audit(
-            conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            action=action,
-            target_id=None,
-            before={"channel_id": channel_id, "allowed": not allowed},
-            after={"channel_id": channel_id, "allowed": allowed},
-            now=now,
+        return await self._db.write(
+            lambda conn: _CHANNELS.remove(conn, guild_id, actor_id, channel_id, now)
         )
 
     async def add_filter(self, guild_id: int, actor_id: int, text: str) -> ListChange[str]:
         phrase = check_phrase(text)
         now = self._now()
-
-        def apply(conn: sqlite3.Connection) -> ListChange[str]:
-            before = _filters(conn, guild_id)
-            if phrase in before:
-                return ListChange(False, before)
-            if len(before) >= MAX_FILTERS:
-                raise RuleRefused(
-                    f"This server already filters {len(before)} words or phrases, the most the "
-                    "bot keeps: remove one first."
-                )
-            conn.execute(
-                "INSERT INTO prompt_filters (guild_id, phrase, added_by, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (guild_id, phrase, actor_id, now),
-            )
-            self._audit_filter(conn, guild_id, actor_id, "mod.filter_add", phrase, now)
-            return ListChange(True, _filters(conn, guild_id))
-
-        return await self._db.write(apply)
+        return await self._db.write(
+            lambda conn: _FILTERS.add(conn, guild_id, actor_id, phrase, now)
+        )
 
     async def remove_filter(self, guild_id: int, actor_id: int, text: str) -> ListChange[str]:
         phrase = normalize_phrase(text)
         now = self._now()
-
-        def apply(conn: sqlite3.Connection) -> ListChange[str]:
-            deleted = conn.execute(
-                "DELETE FROM prompt_filters WHERE guild_id = ? AND phrase = ?", (guild_id, phrase)
-            ).rowcount
-            if deleted:
-                self._audit_filter(conn, guild_id, actor_id, "mod.filter_remove", phrase, now)
-            return ListChange(bool(deleted), _filters(conn, guild_id))
-
-        return await self._db.write(apply)
-
-    @staticmethod
-    def _audit_filter(
-        conn: sqlite3.Connection,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        phrase: str,
-        now: float,
-    ) -> None:
-        added = action == "mod.filter_add"
-        write_audit(
-            conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            action=action,
-            target_id=None,
-            before={"phrase": phrase, "filtered": not added},
-            after={"phrase": phrase, "filtered": added},
-            now=now,
+        return await self._db.write(
+            lambda conn: _FILTERS.remove(conn, guild_id, actor_id, phrase, now)
         )
 
     # --- server settings --------------------------------------------------------------------
