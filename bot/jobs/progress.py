@@ -8,9 +8,9 @@ coalesced); tests and benchmarks use a recording implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.store.models import FINAL_STATES, JobParams, JobState
+from bot.store.models import FINAL_STATES, Job, JobParams, JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,30 @@ class JobUpdate:
     error: str | None = None
     refunded: bool = False
     credits_left: int | None = None
+
+    @classmethod
+    def of(cls, job: Job, state: JobState, *, simulated: bool, **extra: Any) -> JobUpdate:
+        """What ``job`` shows in ``state``, at the status message the job row records."""
+        expires = job.interaction_expires_at
+        return cls(
+            job_id=job.id,
+            state=state,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            owner_id=job.user_id,
+            kind=job.kind,
+            params=job.params,
+            cost=job.cost,
+            target=StatusTarget(
+                channel_id=job.status_channel_id or job.channel_id,
+                message_id=job.status_message_id,
+                token=job.interaction_token,
+                token_expires_at=expires.timestamp() if expires else None,
+            ),
+            simulated=simulated,
+            parent_job_id=job.parent_job_id,
+            **extra,
+        )
 
     @property
     def final(self) -> bool:

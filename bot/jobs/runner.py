@@ -543,27 +543,7 @@ class JobRunner:
         self.wake()
 
     async def _report(self, job: Job, state: JobState, **extra: object) -> StatusTarget | None:
-        update = JobUpdate(
-            job_id=job.id,
-            state=state,
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            owner_id=job.user_id,
-            kind=job.kind,
-            params=job.params,
-            cost=job.cost,
-            target=StatusTarget(
-                channel_id=job.status_channel_id or job.channel_id,
-                message_id=job.status_message_id,
-                token=job.interaction_token,
-                token_expires_at=(
-                    job.interaction_expires_at.timestamp() if job.interaction_expires_at else None
-                ),
-            ),
-            simulated=self._config.simulated,
-            parent_job_id=job.parent_job_id,
-            **extra,  # type: ignore[arg-type]
-        )
+        update = JobUpdate.of(job, state, simulated=self._config.simulated, **extra)
         try:
             return await self._reporter.show(update)
         except Exception:

@@ -172,7 +172,9 @@ class Intake:
                 await _withdraw_deferral(interaction)
             raise
         position = await self._bot.store.jobs.queue_position(job.id)
-        update = self.initial_update(job, position)
+        update = JobUpdate.of(
+            job, JobState.QUEUED, simulated=self._bot.simulated, queue_position=position
+        )
         rendered = render(update)
         try:
             if deferred:
@@ -216,19 +218,3 @@ class Intake:
             job.cost,
         )
         return job
-
-    def initial_update(self, job: Job, position: int | None) -> JobUpdate:
-        return JobUpdate(
-            job_id=job.id,
-            state=JobState.QUEUED,
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            owner_id=job.user_id,
-            kind=job.kind,
-            params=job.params,
-            cost=job.cost,
-            target=StatusTarget(channel_id=job.channel_id),
-            simulated=self._bot.simulated,
-            parent_job_id=job.parent_job_id,
-            queue_position=position,
-        )
