@@ -14,7 +14,8 @@ from aiohttp import web
 
 from bot.jobs.runner import RunnerConfig
 from bot.jobs.schedule import PollSchedule
-from bot.jobs.webhook import WebhookReceiver, sign
+from bot.jobs.webhook import WebhookReceiver
+from bot.pixverse.signature import sign
 from bot.simulator import SimulatorConfig
 
 SECRET = "whsec-test-secret"

@@ -9,49 +9,22 @@ polling stays the fallback when webhooks never arrive.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import Callable
 
 from aiohttp import web
+
+from bot.pixverse.signature import canonical_forms, sign
 
 log = logging.getLogger(__name__)
 
 MAX_SKEW = 300.0  # seconds a timestamp may differ from our clock
 MAX_BODY = 64 * 1024
 _NONCE_MEMORY = 10_000
-
-
-def _canonical_forms(body: dict[str, Any]) -> Iterable[str]:
-    """The "url-encoded k=v&…" form of the body. §11 does not say in which key order, so
-    both the body's own order and sorted order are accepted."""
-
-    def encode(items: Iterable[tuple[str, Any]]) -> str:
-        return urlencode([(key, _scalar(value)) for key, value in items])
-
-    yield encode(body.items())
-    yield encode(sorted(body.items()))
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return "" if value is None else str(value)
-
-
-def sign(secret: str, timestamp: str, nonce: str, canonical: str) -> str:
-    message = f"{timestamp}\n{nonce}\n{canonical}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
 
 
 class WebhookReceiver:
@@ -102,7 +75,7 @@ class WebhookReceiver:
             return web.Response(status=401, text="stale")
         if not any(
             hmac.compare_digest(sign(self._secret, timestamp, nonce, form), signature)
-            for form in _canonical_forms(body)
+            for form in canonical_forms(body)
         ):
             log.warning("Refused a PixVerse webhook with a bad signature")
             return web.Response(status=401, text="bad signature")

@@ -183,7 +183,15 @@ CREATE TABLE prompt_filters (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# 6: a finished job whose final status (video or failure) has not yet reached Discord, and
+# since when: the runner keeps trying to deliver it, also after a restart, until a route
+# succeeds, the channel is gone, or the delivery window closes (NULL = nothing to deliver).
+_V6 = """
+ALTER TABLE jobs ADD COLUMN delivery_since REAL;
+CREATE INDEX ix_jobs_delivery ON jobs (delivery_since) WHERE delivery_since IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 class SchemaTooNew(RuntimeError):
