@@ -126,8 +126,12 @@ class PixBot(commands.Bot):
         self.reporter = DiscordStatusReporter(
             self, view_factory=result_view, min_interval=self._status_interval
         )
+        settings = self.settings
         config = self._runner_config or RunnerConfig(
-            max_active=self.settings.max_active_jobs,
+            max_active=settings.max_active_jobs,
+            requests_per_second=settings.pixverse_requests_per_second,
+            request_burst=max(1, round(settings.pixverse_requests_per_second)),
+            webhooks=settings.pixverse_webhook_secret is not None,
             simulated=self.simulated,
             default_estimate=self.simulator.config.gen_time if self.simulator else None,
         )

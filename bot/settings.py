@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     default_quality: Quality = Quality.P540
     default_duration: int = 5
     daily_credits: int = Field(default=150, ge=0)
-    max_active_jobs: int = Field(default=5, ge=1, le=100)
+    # The account's concurrency: whatever the PixVerse plan allows.
+    max_active_jobs: int = Field(default=5, ge=1, le=100_000)
+    pixverse_requests_per_second: float = Field(default=20.0, gt=0, le=10_000)
     max_jobs_per_user: int = Field(default=2, ge=1, le=50)
     pixverse_webhook_secret: SecretStr | None = None
     webhook_port: int | None = Field(default=None, ge=1, le=65535)

@@ -111,7 +111,7 @@ class Jobs(commands.Cog):
             f"Cancelled job #{job}; {outcome.refunded} credits are back in your allowance.",
             ephemeral=True,
         )
-        await self.bot.runner.report_cancelled(existing, "Cancelled by its owner.")
+        self.bot.runner.report_cancelled(existing, "Cancelled by its owner.")
 
     @cancel.autocomplete("job")
     async def cancel_autocomplete(

@@ -134,11 +134,12 @@ class World:
                 await asyncio.sleep(0.02)
 
     async def job_final(self, job_id: int, timeout: float = 15.0):
-        """Wait until the store has the job in a final state (after its message was shown)."""
+        """Wait until the store has the job in a final state and its message was shown (or
+        never can be: the delivery mark is cleared either way)."""
         async with asyncio.timeout(timeout):
             while True:
                 job = await self.bot.store.jobs.get(job_id)
-                if job is not None and job.is_final:
+                if job is not None and job.is_final and job.delivery_since is None:
                     return job
                 await asyncio.sleep(0.02)
 

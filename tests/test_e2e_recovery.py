@@ -188,23 +188,33 @@ async def _input_bytes(bot, job_id: int) -> bytes:
     return upload.data
 
 
-async def test_crash_between_delivery_and_commit_redelivers_without_charging_twice(world, pixverse):
+async def test_crash_between_commit_and_delivery_redelivers_without_charging_twice(
+    world, pixverse
+):
+    # The credits are committed with the job's "done" state, and the job stays marked as
+    # delivering until Discord shows it: a crash in between delivers after the restart.
     bot = await world.start_bot(pixverse=pixverse)
-    delivered = asyncio.Event()
+    committed = asyncio.Event()
+    show = bot.reporter.show
 
-    async def crash_before_commit(job_id: int, url: str) -> bool:
-        delivered.set()
-        await asyncio.Event().wait()  # the process dies here
-        raise AssertionError("unreachable")
+    async def crash_before_delivery(update):
+        if update.final:
+            committed.set()
+            await asyncio.Event().wait()  # the process dies here
+        return await show(update)
 
-    bot.store.jobs.finish_done = crash_before_commit  # type: ignore[method-assign]
+    bot.reporter.show = crash_before_delivery  # type: ignore[method-assign]
     handle, job = await start_job(world)
-    await asyncio.wait_for(delivered.wait(), timeout=10)
-    await world.until(lambda: handle.original.files)
+    await asyncio.wait_for(committed.wait(), timeout=10)
+    stored = await bot.store.jobs.get(job.id)
+    assert stored is not None and stored.state is JobState.DONE
+    assert stored.delivery_since is not None
+    assert not handle.original.files
     await world.stop_bot()
 
     await world.start_bot(pixverse=pixverse)
-    job = await world.job_final(job.id)
+    job = await world.job_final(job.id)  # final and shown
+    assert handle.original.files
     assert job.state is JobState.DONE, job.error
     assert len(pixverse.generate_requests) == 1
     assert "Done" in status_text(handle.original)

@@ -1,11 +1,13 @@
 """The fake Discord drives the real, unmodified discord.py: login, gateway, command sync,
-interactions, components, modals, autocomplete, files, rate limits and token expiry."""
+interactions, components, modals, autocomplete, files, rate limits (injected and enforced),
+faults, edit-rate measurements and token expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import io
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from fakediscord import (
     FakeDiscord,
     FakeDiscordError,
     Guild,
+    Limit,
     MiB,
     Role,
     User,
@@ -229,6 +232,10 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 @pytest.fixture
 def world(fake: FakeDiscord) -> World:
+    return populate(fake)
+
+
+def populate(fake: FakeDiscord) -> World:
     guild = fake.add_guild("pixbot-test")
     channel = fake.add_channel(guild, "general")
     moderator = fake.add_role(guild, "moderator", permissions.MANAGE_GUILD)
@@ -267,6 +274,19 @@ async def bot(fake: FakeDiscord, world: World, seen: Seen) -> AsyncIterator[comm
         bot.tree.copy_global_to(guild=discord.Object(world.guild.id))
         await bot.tree.sync(guild=discord.Object(world.guild.id))
         yield bot
+
+
+@contextlib.asynccontextmanager
+async def strict_bot(
+    seen: Seen, **limits: Any
+) -> AsyncIterator[tuple[FakeDiscord, World, commands.Bot]]:
+    """A synced bot against a fake that enforces Discord's rate limits (`limits` override)."""
+    async with FakeDiscord(enforce_rate_limits=True, **limits) as fake:
+        world = populate(fake)
+        async with running_bot(fake, seen) as bot:
+            bot.tree.copy_global_to(guild=discord.Object(world.guild.id))
+            await bot.tree.sync(guild=discord.Object(world.guild.id))
+            yield fake, world, bot
 
 
 # -- login, gateway, sync -----------------------------------------------------------------------
@@ -735,3 +755,286 @@ def test_permissions_follow_discords_algorithm(fake: FakeDiscord, world: World):
     assert fake.permissions_for(world.bob, world.channel) == permissions.ALL_PERMISSIONS
     fake.set_overwrite(world.channel, world.alice, allow=permissions.VIEW_CHANNEL)
     assert fake.permissions_for(world.alice, world.channel) == everyone
+
+
+# -- enforced rate limits -----------------------------------------------------------------------
+
+
+async def _raw(
+    session: aiohttp.ClientSession,
+    fake: FakeDiscord,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    bot_token: bool = True,
+) -> tuple[int, Any, dict[str, str]]:
+    """One request that ignores every rate-limit header, as a careless client would."""
+    headers = {"Authorization": f"Bot {fake.bot_token}"} if bot_token else {}
+    async with session.request(method, fake.api_base + path, json=json, headers=headers) as resp:
+        body = await resp.json() if resp.content_type == "application/json" else None
+        return resp.status, body, dict(resp.headers)
+
+
+def _bucket_requests(fake: FakeDiscord, channel: Channel) -> list[float]:
+    return [r.at for r in fake.requests(path=rf"^/channels/{channel.id}/messages")]
+
+
+async def test_exhausted_channel_bucket_makes_discordpy_wait_instead_of_429(seen: Seen):
+    async with strict_bot(seen, channel_message_limit=(3, 1.0)) as (fake, world, bot):
+        channel = bot.get_channel(world.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            sent = [await channel.send(f"n{i}") for i in range(3)]
+            for message in sent:  # edits share the channel's bucket with the sends
+                await message.edit(content=f"{message.content}!")
+        elapsed = time.monotonic() - started
+        assert fake.rate_limited == []
+        # Remaining hit 0 twice (after the 3rd send and the 3rd edit): discord.py slept 1 s each.
+        assert elapsed >= 1.9
+        assert [fake.get_message(m.id).content for m in sent] == ["n0!", "n1!", "n2!"]
+        times = _bucket_requests(fake, world.channel)
+        assert len(times) == 6
+        assert max(b - a for a, b in itertools.pairwise(times)) >= 0.99
+
+
+async def test_exhausted_interaction_webhook_bucket_makes_discordpy_wait(seen: Seen):
+    async with strict_bot(seen, interaction_webhook_limit=(2, 0.5)) as (fake, world, _):
+        handle = await fake.invoke("status", user=world.alice, channel=world.channel)
+        original = await handle.wait_original()
+        interaction = seen.interactions[0]
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            for step in range(4):
+                await interaction.edit_original_response(content=f"step {step}")
+        assert time.monotonic() - started >= 0.9  # two exhaustions, 0.5 s each
+        assert fake.rate_limited == []
+        assert original.content == "step 3"
+        assert fake.most_edits_in_window(0.5)["webhook"] <= 2
+
+        # Someone else empties the token's bucket: discord.py's webhook adapter gets a real 429,
+        # which it only retries because the answer carries a Via header.
+        await asyncio.sleep(0.6)
+        path = f"/webhooks/{fake.application_id}/{handle.token}/messages/@original"
+        async with aiohttp.ClientSession() as session, asyncio.timeout(10):
+            for text in ("raw 1", "raw 2"):
+                assert (await _raw(session, fake, "PATCH", path, json={"content": text}))[0] == 200
+            await interaction.edit_original_response(content="after the wait")
+        assert original.content == "after the wait"
+        assert [r.status for r in fake.requests("PATCH", "@original")][-2:] == [429, 200]
+        assert [r.rate_limit_scope for r in fake.rate_limited] == ["user"]
+
+
+async def test_raw_burst_gets_429_with_retry_after_and_is_not_applied(
+    fake: FakeDiscord, world: World
+):
+    fake.enforce_rate_limits = True
+    other = fake.add_channel(world.guild, "other")
+    path = f"/channels/{world.channel.id}/messages"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(10):
+        answers = await asyncio.gather(
+            *(_raw(session, fake, "POST", path, json={"content": f"m{i}"}) for i in range(7))
+        )
+        ok = [a for a in answers if a[0] == 200]
+        limited = [a for a in answers if a[0] == 429]
+        assert len(ok) == 5 and len(limited) == 2  # the default: 5 per 5 s per channel
+        assert sorted(int(h["X-RateLimit-Remaining"]) for _, _, h in ok) == [0, 1, 2, 3, 4]
+        assert {h["X-RateLimit-Limit"] for _, _, h in ok} == {"5"}
+        assert len({h["X-RateLimit-Bucket"] for _, _, h in ok + limited}) == 1
+        for _, body, headers in limited:
+            assert body["message"] == "You are being rate limited."
+            assert body["global"] is False and 4.0 < body["retry_after"] <= 5.0
+            assert set(body) == {"message", "retry_after", "global"}
+            assert headers["Retry-After"] == "5" and headers["X-RateLimit-Scope"] == "user"
+            assert headers["Via"] == "1.1 google"  # discord.py only retries a 429 with Via
+            assert "X-RateLimit-Global" not in headers
+        assert len(fake.messages_in(world.channel)) == 5  # the refused sends were not applied
+
+        # Edits and deletes share the bucket; another channel has its own.
+        first = fake.messages_in(world.channel)[0]
+        status, _, _ = await _raw(
+            session, fake, "PATCH", f"{path}/{first.id}", json={"content": "edited"}
+        )
+        assert status == 429 and first.edit_sources == []
+        status, _, headers = await _raw(
+            session, fake, "POST", f"/channels/{other.id}/messages", json={"content": "hi"}
+        )
+        assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+
+        # A test's injected rule takes precedence over the real limits.
+        rule = fake.rate_limit("POST", rf"^/channels/{other.id}/messages$", retry_after=0.25)
+        status, body, _ = await _raw(
+            session, fake, "POST", f"/channels/{other.id}/messages", json={"content": "x"}
+        )
+        assert status == 429 and body["retry_after"] == 0.25 and rule.hits == 1
+    assert [r.rate_limit_scope for r in fake.rate_limited] == ["user"] * 3 + ["injected"]
+    assert all(r.status == 429 for r in fake.rate_limited)
+
+
+async def test_global_limit_is_retried_by_discordpy(seen: Seen):
+    async with strict_bot(seen) as (fake, world, bot):
+        fake.limiter.global_limit = Limit(4, 0.5)
+        channels = [fake.add_channel(world.guild, f"c{i}") for i in range(8)]
+        async with asyncio.timeout(10):
+            # One channel each, so every request has its own route bucket: only the global
+            # limit can refuse them.
+            fetched = await asyncio.gather(*(bot.fetch_channel(c.id) for c in channels))
+        assert [c.id for c in fetched] == [c.id for c in channels]
+        refused = fake.rate_limited
+        assert refused and {r.rate_limit_scope for r in refused} == {"global"}
+        for channel in channels:
+            assert fake.requests("GET", rf"^/channels/{channel.id}$")[-1].status == 200
+
+
+async def test_global_limit_answer_and_interaction_routes_are_exempt(seen: Seen):
+    async with strict_bot(seen) as (fake, world, _):
+        fake.limiter.global_limit = Limit(3, 60.0)  # stays exhausted for the whole test
+        fake.limiter.reset()
+        path = f"/channels/{world.channel.id}"
+        async with aiohttp.ClientSession() as session, asyncio.timeout(10):
+            answers = [await _raw(session, fake, "GET", path) for _ in range(4)]
+            assert [a[0] for a in answers] == [200, 200, 200, 429]
+            _, body, headers = answers[-1]
+            assert body["global"] is True and 59.0 < body["retry_after"] <= 60.0
+            assert headers["X-RateLimit-Global"] == "true"
+            assert headers["X-RateLimit-Scope"] == "global"
+            assert headers["Retry-After"] == "60"
+            # Requests without the bot token are not the bot's: no global limit for them.
+            status, _, _ = await _raw(session, fake, "GET", "/gateway", bot_token=False)
+            assert status == 200
+
+            # The interaction callback and webhook edits still go through at once.
+            handle = await fake.invoke("status", user=world.alice, channel=world.channel)
+            original = await handle.wait_original()
+            await seen.interactions[0].edit_original_response(content="generating")
+            assert original.content == "generating"
+            status, _, _ = await _raw(
+                session,
+                fake,
+                "PATCH",
+                f"/webhooks/{fake.application_id}/{handle.token}/messages/@original",
+                json={"content": "raw"},
+            )
+            assert status == 200 and original.content == "raw"
+            assert (await _raw(session, fake, "GET", path))[0] == 429  # still exhausted
+        assert [r.path for r in fake.rate_limited] == [path, path]
+
+
+# -- injected faults ----------------------------------------------------------------------------
+
+
+async def _status_message(
+    fake: FakeDiscord, world: World, seen: Seen
+) -> tuple[discord.Interaction, discord.PartialMessage, Any]:
+    handle = await fake.invoke("status", user=world.alice, channel=world.channel)
+    original = await handle.wait_original()
+    interaction = seen.interactions[-1]
+    channel = interaction.channel
+    assert isinstance(channel, discord.TextChannel)
+    return interaction, channel.get_partial_message(original.id), original
+
+
+async def test_status_fault_on_a_channel_edit(
+    fake: FakeDiscord, world: World, bot: commands.Bot, seen: Seen
+):
+    _, partial, original = await _status_message(fake, world, seen)
+    edit_path = rf"^/channels/{world.channel.id}/messages/{original.id}$"
+    rule = fake.inject_fault("PATCH", edit_path, "status", status=503)
+    async with asyncio.timeout(5):
+        with pytest.raises(discord.DiscordServerError) as caught:
+            await partial.edit(content="done")
+    assert caught.value.status == 503 and caught.value.code == 0
+    assert rule.hits == 1 and original.content == "queued"
+    [record] = fake.requests("PATCH", edit_path)
+    assert record.fault == "status" and record.status == 503
+
+    # After the answer: applied, yet the bot is told it failed.
+    fake.inject_fault("PATCH", edit_path, "status", status=503, after_apply=True)
+    async with asyncio.timeout(5):
+        with pytest.raises(discord.DiscordServerError):
+            await partial.edit(content="done")
+        assert original.content == "done"
+        await partial.edit(content="done again")  # the rule is used up
+    assert original.content == "done again"
+
+
+async def test_status_fault_on_a_webhook_edit_is_retried_by_discordpy(
+    fake: FakeDiscord, world: World, bot: commands.Bot, seen: Seen
+):
+    interaction, _, original = await _status_message(fake, world, seen)
+    rule = fake.inject_fault("PATCH", r"/messages/@original$", "status", status=502)
+    async with asyncio.timeout(5):
+        await interaction.edit_original_response(content="generating")
+    assert rule.hits == 1 and original.content == "generating"
+    assert [r.status for r in fake.requests("PATCH", "@original")] == [502, 200]
+
+
+async def test_drop_before_and_after_apply(
+    fake: FakeDiscord, world: World, bot: commands.Bot, seen: Seen
+):
+    interaction, partial, original = await _status_message(fake, world, seen)
+    edit_path = rf"^/channels/{world.channel.id}/messages/{original.id}$"
+    fake.inject_fault("PATCH", edit_path, "drop")
+    async with asyncio.timeout(5):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await partial.edit(content="lost")
+    assert original.content == "queued"  # never applied
+    [record] = fake.requests("PATCH", edit_path)
+    assert record.dropped and record.status == 0
+
+    rule = fake.inject_fault("PATCH", r"/messages/@original$", "drop", after_apply=True)
+    async with asyncio.timeout(5):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await interaction.edit_original_response(content="applied")
+    assert rule.hits == 1 and original.content == "applied"  # applied, answer lost
+    [record] = fake.requests("PATCH", "@original")
+    assert record.dropped and record.status == 200
+
+    async with asyncio.timeout(5):  # the bot's session recovers on a new connection
+        await partial.edit(content="final")
+    assert original.content == "final"
+    assert fake.rate_limited == []
+
+
+def test_inject_fault_refuses_what_it_cannot_do(fake: FakeDiscord):
+    with pytest.raises(FakeDiscordError, match="unknown fault kind"):
+        fake.inject_fault("PATCH", "/x", "hang")  # type: ignore[arg-type]
+    with pytest.raises(FakeDiscordError, match="5xx"):
+        fake.inject_fault("PATCH", "/x", "status", status=404)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+
+async def test_most_edits_in_window_per_channel_and_kind(
+    fake: FakeDiscord, world: World, bot: commands.Bot, seen: Seen
+):
+    interaction, partial, _ = await _status_message(fake, world, seen)
+    other = fake.add_channel(world.guild, "other")
+    async with asyncio.timeout(5):
+        for step in range(3):
+            await interaction.edit_original_response(content=f"step {step}")
+        followup = await interaction.followup.send("extra", wait=True)
+        await followup.edit(content="extra!")  # a webhook edit by message id
+        for step in range(2):
+            await partial.edit(content=f"channel {step}")
+        elsewhere = await bot.get_partial_messageable(other.id).send("elsewhere")
+        await elsewhere.edit(content="elsewhere!")
+        fake.rate_limit("PATCH", r"@original$", retry_after=0.01)
+        await interaction.edit_original_response(content="after a 429")
+
+    # Every attempt counts (the 429 too); channels are never summed.
+    assert fake.most_edits_in_window(5.0) == {"webhook": 6, "channel": 2}
+    assert fake.most_edits_in_window(5.0, successful_only=True) == {"webhook": 5, "channel": 2}
+    by_channel = fake.edits_by_channel()
+    assert set(by_channel) == {world.channel.id, other.id}
+    assert len(by_channel[other.id]["channel"]) == 1 and "webhook" not in by_channel[other.id]
+
+    # Spread the webhook edits out in time: the window is half-open, [t, t + window).
+    webhook_edits = by_channel[world.channel.id]["webhook"]
+    for record, at in zip(webhook_edits, [0, 1, 5, 6, 20, 20.5], strict=True):
+        record.at = at
+    assert fake.most_edits_in_window(5.0)["webhook"] == 2
+    assert fake.most_edits_in_window(5.5)["webhook"] == 3
+    assert fake.most_edits_in_window(6.5)["webhook"] == 4

@@ -7,25 +7,28 @@
   written before the generate POST, so a crash between upload and submit re-sends the same
   request with the same ``Ai-trace-id`` and PixVerse answers the first video instead of
   starting a second one (pixverse-api.md §1.1).
-- One scheduler polls every generating job (no sleeping task per job), on an adaptive
-  schedule, under one bound on the request rate to PixVerse.
-- Credits: committed when the result is delivered, released on failure, moderation,
-  cancellation or timeout. The store keeps both idempotent per job.
+- One scheduler (``bot.jobs.scheduler``) polls every generating job, when it is likely
+  done; a verified webhook checks a job at once. Every PixVerse request, of any endpoint,
+  goes through one request budget (``PIXVERSE_REQUESTS_PER_SECOND``).
+- Credits: committed when PixVerse's result is in, released on failure, moderation,
+  cancellation or timeout; the store keeps both idempotent per job. The final status then
+  reaches Discord through ``FinalDelivery``, which retries until it does (or cannot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget, VideoFile
-from bot.jobs.schedule import Estimator, PollSchedule, RateLimiter
+from bot.jobs.delivery import DeliveryPolicy, FinalDelivery
+from bot.jobs.progress import JobUpdate, ProgressReporter, VideoFile
+from bot.jobs.schedule import Estimator, Key, Lane, PollSchedule, RequestBudget
+from bot.jobs.scheduler import PollScheduler
 from bot.pixverse import (
     AuthError,
     ConcurrencyLimit,
@@ -58,9 +61,11 @@ QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
 class RunnerConfig:
     max_active: int = 5
     schedule: PollSchedule = field(default_factory=PollSchedule)
-    requests_per_second: float = 4.0  # PixVerse documents no QPS limit; its MCP keeps ~1/s
-    request_burst: int = 8
-    poll_concurrency: int = 8
+    # PixVerse documents no request-rate limit; PIXVERSE_REQUESTS_PER_SECOND keeps us polite.
+    requests_per_second: float = 20.0
+    request_burst: int = 20
+    poll_concurrency: int = 16
+    webhooks: bool = False  # PixVerse's webhooks are received: polls are only the fallback
     # §9: hard stop ~15 min; PixVerse itself refunds after 2 h, so ours is the stricter one.
     generation_timeout: float = 15 * 60.0
     max_attempts: int = 4  # transient failures of one step, after the client's own retries
@@ -70,14 +75,13 @@ class RunnerConfig:
     default_upload_limit: int = 10 * 1024 * 1024
     default_estimate: float | None = None
     simulated: bool = False
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
 
 @dataclass(slots=True)
 class _Generating:
     job: Job
-    estimate: float
-    polls: int = 0
-    in_flight: bool = False
+    key: Key
     last_pending: float | None = None  # elapsed seconds at the last "still generating" poll
 
 
@@ -105,14 +109,25 @@ class JobRunner:
         self._monotonic = monotonic
         self._starting: dict[int, asyncio.Task[None]] = {}
         self._generating: dict[int, _Generating] = {}
-        self._due: list[tuple[float, int]] = []
+        self._by_video: dict[int, int] = {}  # PixVerse video id -> job id, for webhooks
         self._wake = asyncio.Event()
-        self._poll_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[asyncio.Task[None]] = []
-        self._limiter = RateLimiter(self._config.requests_per_second, self._config.request_burst)
-        self._poll_slots = asyncio.Semaphore(self._config.poll_concurrency)
-        self._estimator = Estimator()
+        self._budget = RequestBudget(self._config.requests_per_second, self._config.request_burst)
+        self._estimator = Estimator(default=self._config.default_estimate)
+        self._scheduler = PollScheduler(
+            self._poll,
+            self._budget,
+            self._estimator,
+            self._config.schedule,
+            webhooks=self._config.webhooks,
+            concurrency=self._config.poll_concurrency,
+            clock=clock,
+            monotonic=monotonic,
+        )
+        self._delivery = FinalDelivery(
+            store, reporter, self._final_update, self._config.delivery, clock=clock
+        )
         self._busy_until = 0.0
         self._stopping = False
         self._positions: dict[int, int] = {}
@@ -123,8 +138,8 @@ class JobRunner:
         """Resume every unfinished job, then start the dispatcher and the poller."""
         self._stopping = False
         stats = await self._jobs.stats()
-        for (model, quality, duration), seconds in stats.avg_generation_seconds.items():
-            self._estimator.record(model, quality, duration, seconds)
+        for key, seconds in stats.avg_generation_seconds.items():
+            self._estimator.record(key, seconds)
         resumed = 0
         for job in await self._jobs.unfinished():
             if job.state in (JobState.UPLOADING, JobState.SUBMITTED):
@@ -135,9 +150,12 @@ class JobRunner:
                 resumed += 1
         if resumed:
             log.info("Resumed %d unfinished job(s)", resumed)
+        delivering = await self._delivery.resume()
+        if delivering:
+            log.info("Delivering %d finished job(s) not yet shown", delivering)
         self._services = [
             asyncio.create_task(self._dispatch_loop(), name="runner-dispatch"),
-            asyncio.create_task(self._poll_loop(), name="runner-poll"),
+            asyncio.create_task(self._scheduler.run(), name="runner-poll"),
         ]
         for task in self._services:
             task.add_done_callback(_log_crash)
@@ -148,36 +166,35 @@ class JobRunner:
         # The flag ends the loops even if a cancellation is lost in a wake-up race.
         self._stopping = True
         self._wake.set()
-        self._poll_wake.set()
+        await self._scheduler.stop()
+        await self._delivery.stop()
         tasks = [*self._services, *self._starting.values(), *self._tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._services.clear()
+        self._budget.close()
 
     def wake(self) -> None:
         """A job was queued, cancelled or finished: look at the queue again."""
         self._wake.set()
 
     def result_ready(self, video_id: int) -> None:
-        """PixVerse says (by webhook) a video changed: poll its job now, not at its turn."""
-        for job_id, entry in self._generating.items():
-            if entry.job.pixverse_video_id == video_id:
-                self._schedule(job_id, 0.0)
-                return
-        log.debug("Webhook for video %d, which no job of ours is waiting for", video_id)
+        """PixVerse says (by webhook) a video changed: check its job now, not at its turn."""
+        job_id = self._by_video.get(video_id)
+        if job_id is None or not self._scheduler.webhook(job_id):
+            log.debug("Webhook for video %d, which no job of ours is waiting for", video_id)
 
     @property
     def active(self) -> int:
         return len(self._starting) + len(self._generating)
 
+    @property
+    def delivering(self) -> int:
+        return self._delivery.pending
+
     def estimate(self, job: Job) -> float:
-        p = job.params
-        if self._config.default_estimate is not None and not self._estimator.has(
-            p.model.value, p.quality.value, p.duration
-        ):
-            return self._config.default_estimate
-        return self._estimator.estimate(p.model.value, p.quality.value, p.duration)
+        return self._estimator.estimate(_key(job))
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -324,6 +341,7 @@ class JobRunner:
     async def _retrying(self, job: Job, call: Callable[[], Awaitable[T]]) -> T:
         """Retry a step on transient failures, beyond the client's own quick retries."""
         for attempt in range(1, self._config.max_attempts + 1):
+            await self._budget.acquire(Lane.START)
             try:
                 result = await call()
             except TransientError as exc:
@@ -366,68 +384,42 @@ class JobRunner:
     # -- polling ---------------------------------------------------------------------------
 
     def _track(self, job: Job) -> None:
-        entry = _Generating(job=job, estimate=self.estimate(job))
+        entry = _Generating(job=job, key=_key(job))
         self._generating[job.id] = entry
-        delay = self._config.schedule.next_delay(self._elapsed(job), entry.estimate, 0)
-        self._schedule(job.id, delay)
+        self._by_video[_video_id(job)] = job.id
+        self._scheduler.add(job.id, entry.key, _started(job))
 
-    def _schedule(self, job_id: int, delay: float) -> None:
-        heapq.heappush(self._due, (self._monotonic() + delay, job_id))
-        self._poll_wake.set()
+    def _untrack(self, job_id: int, *, finished: bool) -> _Generating | None:
+        entry = self._generating.pop(job_id, None)
+        if entry is not None:
+            self._by_video.pop(_video_id(entry.job), None)
+        self._scheduler.remove(job_id, finished=finished)
+        return entry
 
     def _elapsed(self, job: Job) -> float:
-        start = job.submitted_at or job.started_at or job.created_at
-        return max(0.0, self._clock() - start.timestamp())
+        return max(0.0, self._clock() - _started(job))
 
-    async def _poll_loop(self) -> None:
-        while not self._stopping:
-            self._poll_wake.clear()
-            while self._due and self._due[0][0] <= self._monotonic():
-                _, job_id = heapq.heappop(self._due)
-                entry = self._generating.get(job_id)
-                if entry is None or entry.in_flight:
-                    continue
-                await self._poll_slots.acquire()
-                await self._limiter.acquire()
-                entry.in_flight = True
-                self._spawn(self._poll(entry), f"poll-{job_id}")
-            timeout = self._due[0][0] - self._monotonic() if self._due else None
-            await _wait(self._poll_wake, timeout)
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_crash)
-
-    async def _poll(self, entry: _Generating) -> None:
+    async def _poll(self, job_id: int) -> None:
+        """Ask PixVerse about one generating job (the scheduler calls this when it is due)."""
+        entry = self._generating.get(job_id)
+        if entry is None:
+            self._scheduler.remove(job_id)
+            return
         job = entry.job
         try:
             result = await self._pixverse.result(_video_id(job))
         except TransientError as exc:
             log.warning("Job %d: result poll failed (%s)", job.id, exc)
-            self._reschedule(entry, self._config.schedule.steady_delay)
+            self._scheduler.retry_later(job.id, self._config.schedule.steady_delay)
             return
         except NotFound:
             await self._finish_failed(entry, "PixVerse no longer has this job.")
             return
         except PixVerseError as exc:
             log.error("Job %d: PixVerse refused the result poll: %r", job.id, exc)
-            self._reschedule(entry, self._config.schedule.late_delay)
+            self._scheduler.retry_later(job.id, self._config.schedule.late_delay)
             return
-        finally:
-            self._poll_slots.release()
-        try:
-            await self._handle_result(entry, result)
-        except Exception:
-            log.exception("Job %d: handling PixVerse's result failed; polling again", job.id)
-            self._reschedule(entry, self._config.schedule.late_delay)
-
-    def _reschedule(self, entry: _Generating, delay: float) -> None:
-        entry.in_flight = False
-        if entry.job.id in self._generating:
-            self._schedule(entry.job.id, delay)
+        await self._handle_result(entry, result)
 
     async def _handle_result(self, entry: _Generating, result: VideoResult) -> None:
         job = entry.job
@@ -435,7 +427,7 @@ class JobRunner:
             return  # cancelled (``cancel``) while this poll was in flight: nothing to show
         status = result.status
         if status == VideoStatus.DONE and result.video_url:
-            await self._deliver(entry, result.video_url)
+            await self._finish_done(entry, result.video_url)
         elif status == VideoStatus.MODERATED:
             await self._finish_failed(
                 entry,
@@ -453,54 +445,75 @@ class JobRunner:
                     entry, f"PixVerse did not finish within {minutes:.0f} minutes."
                 )
                 return
-            await self._report(job, JobState.GENERATING, elapsed=elapsed, estimate=entry.estimate)
             entry.last_pending = elapsed
-            entry.polls += 1
-            delay = self._config.schedule.next_delay(elapsed, entry.estimate, entry.polls)
-            self._reschedule(entry, delay)
+            self._scheduler.still_running(job.id, elapsed)
+            await self._report(
+                job, JobState.GENERATING, elapsed=elapsed, estimate=self.estimate(job)
+            )
 
-    async def _deliver(self, entry: _Generating, url: str) -> None:
+    async def _finish_done(self, entry: _Generating, url: str) -> None:
         job = entry.job
-        limit = job.upload_limit or self._config.default_upload_limit
-        video: VideoFile | None = None
-        try:
-            data = await self._pixverse.download(url, max_bytes=limit)
-            video = VideoFile(filename=f"pixbot-{job.id}.mp4", data=data)
-        except DownloadTooLarge:
-            log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
-        except PixVerseError as exc:
-            log.warning("Job %d: could not download the video (%s); linking it", job.id, exc)
-        quota = await self._store.ledger.quota_for_job(job.id)
-        # Delivered first, committed after: a crash in between re-delivers, never re-charges.
-        target = await self._report(
-            job,
-            JobState.DONE,
-            video=video,
-            video_url=url,
-            credits_left=quota.left if quota else None,
-            elapsed=self._elapsed(job),
-        )
-        await self._remember_target(job, target)
-        await self._jobs.finish_done(job.id, url)
-        p = job.params
+        # Committed first, shown after: the job stays "delivering" in the database until a
+        # route to Discord works, so a crash in between re-delivers and never re-charges.
+        if not await self._jobs.finish_done(job.id, url):
+            self._untrack(job.id, finished=False)
+            return
+        done = self._elapsed(job)
+        self._untrack(job.id, finished=True)
         # The video became ready between the last "still generating" poll and this one:
         # learning the midpoint keeps our own polling delay out of future estimates.
-        done = self._elapsed(job)
         sample = done if entry.last_pending is None else (entry.last_pending + done) / 2
-        self._estimator.record(p.model.value, p.quality.value, p.duration, sample)
-        self._generating.pop(job.id, None)
+        self._estimator.record(entry.key, sample)
+        fresh = await self._jobs.get(job.id)
+        self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
         self.wake()
 
     async def _finish_failed(self, entry: _Generating, reason: str) -> None:
-        self._generating.pop(entry.job.id, None)
+        self._untrack(entry.job.id, finished=True)
         await self._fail(entry.job, reason)
 
     async def _fail(self, job: Job, reason: str) -> None:
         log.info("Job %d failed: %s", job.id, reason)
-        target = await self._report(job, JobState.FAILED, error=reason, refunded=True)
-        await self._remember_target(job, target)
-        await self._jobs.finish_failed(job.id, reason)
+        if await self._jobs.finish_failed(job.id, reason):
+            fresh = await self._jobs.get(job.id)
+            self._delivery.deliver(fresh or replace(job, state=JobState.FAILED), reason)
         self.wake()
+
+    async def _final_update(self, job: Job, note: str | None) -> JobUpdate:
+        """What a finished job's status message shows for good (built once per delivery)."""
+        if job.state is JobState.DONE:
+            return await self._done_update(job)
+        return JobUpdate.of(
+            job,
+            job.state,
+            simulated=self._config.simulated,
+            error=note or job.error,
+            refunded=True,
+        )
+
+    async def _done_update(self, job: Job) -> JobUpdate:
+        url = job.result_url
+        limit = job.upload_limit or self._config.default_upload_limit
+        video: VideoFile | None = None
+        if url:
+            try:
+                data = await self._pixverse.download(url, max_bytes=limit)
+                video = VideoFile(filename=f"pixbot-{job.id}.mp4", data=data)
+            except DownloadTooLarge:
+                log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
+            except PixVerseError as exc:
+                log.warning("Job %d: could not download the video (%s); linking it", job.id, exc)
+        quota = await self._store.ledger.quota_for_job(job.id)
+        finished = job.finished_at.timestamp() if job.finished_at else self._clock()
+        return JobUpdate.of(
+            job,
+            JobState.DONE,
+            simulated=self._config.simulated,
+            video=video,
+            video_url=url,
+            credits_left=quota.left if quota else None,
+            elapsed=max(0.0, finished - _started(job)),
+        )
 
     # -- cancelling ------------------------------------------------------------------------
 
@@ -519,10 +532,10 @@ class JobRunner:
         if job.state is JobState.QUEUED:
             outcome = await self._jobs.cancel(job_id, reason=reason, audit=audit)
             if outcome.ok:
-                self._spawn(self.report_cancelled(job, reason), f"cancelled-{job_id}")
+                self.report_cancelled(job, reason)
                 return job
             # Claimed by the dispatcher meanwhile: stop it like any job in flight.
-        self._generating.pop(job_id, None)  # a poll in flight sees this and drops its result
+        self._untrack(job_id, finished=False)  # a poll in flight sees this and drops its result
         task = self._starting.pop(job_id, None)
         if task is not None:
             task.cancel()
@@ -531,31 +544,25 @@ class JobRunner:
             job_id, reason, state=JobState.CANCELLED, audit=audit
         ):
             return None
-        # The status edit may wait for its turn (one edit per few seconds): not our caller.
-        self._spawn(self.report_cancelled(job, reason), f"cancelled-{job_id}")
+        self.report_cancelled(job, reason)
         return job
 
     # -- reporting -------------------------------------------------------------------------
 
-    async def report_cancelled(self, job: Job, reason: str) -> None:
-        """Show a job cancelled elsewhere (by its owner or a moderator)."""
-        await self._report(job, JobState.CANCELLED, error=reason, refunded=True)
+    def report_cancelled(self, job: Job, reason: str) -> None:
+        """Show a job cancelled elsewhere (by its owner or a moderator); the cancellation is
+        already committed. The status edit is delivered in the background, never by the
+        caller, who has an interaction to answer."""
+        self._delivery.deliver(replace(job, state=JobState.CANCELLED), reason)
         self.wake()
 
-    async def _report(self, job: Job, state: JobState, **extra: object) -> StatusTarget | None:
+    async def _report(self, job: Job, state: JobState, **extra: object) -> None:
+        """A progress update: best effort, never blocking the job."""
         update = JobUpdate.of(job, state, simulated=self._config.simulated, **extra)
         try:
-            return await self._reporter.show(update)
+            await self._reporter.show(update)
         except Exception:
-            # A status message must never stop a job: log it and carry on.
             log.exception("Job %d: could not show its status", job.id)
-            return None
-
-    async def _remember_target(self, job: Job, target: StatusTarget | None) -> None:
-        if target is not None and target.message_id not in (None, job.status_message_id):
-            await self._jobs.set_fields(
-                job.id, status_channel_id=target.channel_id, status_message_id=target.message_id
-            )
 
 
 def explain(error: PixVerseError) -> str:
@@ -591,6 +598,16 @@ async def _wait(event: asyncio.Event, seconds: float | None) -> None:
 def _video_id(job: Job) -> int:
     assert job.pixverse_video_id is not None
     return job.pixverse_video_id
+
+
+def _key(job: Job) -> Key:
+    p = job.params
+    return (p.model.value, p.quality.value, p.duration)
+
+
+def _started(job: Job) -> float:
+    """When PixVerse's generation started, as far as the bot knows."""
+    return (job.submitted_at or job.started_at or job.created_at).timestamp()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

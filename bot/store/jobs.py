@@ -561,17 +561,19 @@ class JobStore:
         pixverse_video_id: int | None = None,
         **fields: Any,
     ) -> bool:
-        """Mark delivered and commit its credits, in one transaction; False if already final."""
+        """Mark done and commit its credits, in one transaction; False if already final.
+
+        The job then waits for its result to reach Discord (``pending_deliveries``)."""
         if pixverse_video_id is not None:
             fields["pixverse_video_id"] = pixverse_video_id
         fields["result_url"] = result_url
         extra, values = _assignments(fields)
         now = self._now()
         sql = (
-            f"UPDATE jobs SET state = 'done', updated_at = ?, finished_at = ?{extra}"
-            f" WHERE id = ? AND state IN {ACTIVE_SQL}"
+            "UPDATE jobs SET state = 'done', updated_at = ?, finished_at = ?,"
+            f" delivery_since = ?{extra} WHERE id = ? AND state IN {ACTIVE_SQL}"
         )
-        params = [now, now, *values, job_id]
+        params = [now, now, now, *values, job_id]
 
         def finish(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount != 1:
@@ -606,9 +608,9 @@ class JobStore:
             if row is None or JobState(row["state"]) in FINAL_STATES:
                 return False
             conn.execute(
-                "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?"
-                " WHERE id = ?",
-                (target.value, error, now, now, job_id),
+                "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?,"
+                " delivery_since = ? WHERE id = ?",
+                (target.value, error, now, now, now, job_id),
             )
             conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
             released = ledger.release(conn, job_id, now, error or target.value)
@@ -644,9 +646,9 @@ class JobStore:
             if state is not JobState.QUEUED:
                 return CancelOutcome(CancelResult.NOT_QUEUED, state)
             conn.execute(
-                "UPDATE jobs SET state = 'cancelled', error = ?, updated_at = ?, finished_at = ?"
-                " WHERE id = ? AND state = 'queued'",
-                (reason or "cancelled", now, now, job_id),
+                "UPDATE jobs SET state = 'cancelled', error = ?, updated_at = ?, finished_at = ?,"
+                " delivery_since = ? WHERE id = ? AND state = 'queued'",
+                (reason or "cancelled", now, now, now, job_id),
             )
             conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
             released = ledger.release(conn, job_id, now, reason or "cancelled")
@@ -657,6 +659,29 @@ class JobStore:
             )
 
         return await self._db.write(cancel)
+
+    async def pending_deliveries(self) -> list[Job]:
+        """Finished jobs whose final status has not yet reached Discord, oldest first."""
+        rows = await self._db.fetch_all(
+            "SELECT * FROM jobs WHERE delivery_since IS NOT NULL ORDER BY delivery_since, id"
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def delivered(
+        self, job_id: int, *, channel_id: int | None = None, message_id: int | None = None
+    ) -> bool:
+        """The final status reached Discord (or never can): stop trying. A new message
+        becomes the job's status message."""
+        fields: dict[str, Any] = {}
+        if message_id is not None:
+            fields = {"status_channel_id": channel_id, "status_message_id": message_id}
+        extra, values = _assignments(fields)
+        result = await self._db.execute(
+            f"UPDATE jobs SET delivery_since = NULL, updated_at = ?{extra}"
+            " WHERE id = ? AND delivery_since IS NOT NULL",
+            (self._now(), *values, job_id),
+        )
+        return result.rowcount == 1
 
     async def remove_result(
         self, job_id: int, *, actor_id: int, reason: str | None = None

@@ -132,6 +132,8 @@ class Job:
     submitted_at: datetime | None
     finished_at: datetime | None
     upload_limit: int | None = None
+    # Set while the final status (video or failure) has not yet reached Discord.
+    delivery_since: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -173,6 +175,7 @@ class Job:
             submitted_at=from_ts(row["submitted_at"]),
             finished_at=from_ts(row["finished_at"]),
             upload_limit=row["upload_limit"],
+            delivery_since=from_ts(row["delivery_since"]),
         )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import UserFacingError, require_manage_server
+from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
 from bot.store.models import AuditNote, Job, JobState
 from bot.tree import send_ephemeral, user_message
@@ -218,7 +219,12 @@ class ModLogReporter:
         self._mod_log = mod_log
 
     async def show(self, update: JobUpdate) -> StatusTarget | None:
-        target = await self._inner.show(update)
+        try:
+            target = await self._inner.show(update)
+        except DeliveryFailed as exc:
+            if exc.permanent and update.state in LOGGED_STATES:
+                self._mod_log.job_finished(update, None)  # moderators see it all the same
+            raise
         if update.state in LOGGED_STATES:
             self._mod_log.job_finished(update, target)
         return target

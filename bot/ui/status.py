@@ -1,13 +1,16 @@
-"""The Discord side of ``ProgressReporter``: one status message per job, edited calmly.
+"""The Discord side of ``ProgressReporter``: one status message per job.
 
-- Edited only when what it shows changes, and at most once per ``min_interval`` seconds per
-  message (Discord allows about 5 edits per 5 s per channel; many jobs share a channel).
-- Through the interaction webhook while its token is valid (its own rate-limit bucket),
-  then through the channel with the bot token (tokens die after 15 minutes).
-- A deleted status message is not retried: the final result goes to a new message that
-  mentions only the owner.
-- The finished video is attached when it fits; a file that Discord still refuses as too
-  large (40005) falls back to the link.
+- Progress edits are best effort: only when what the message shows changes, at most once
+  per ``min_interval`` seconds per message, and paced per channel by ``DiscordPacer`` (one
+  worker per channel sends them, the longest-waiting message first), so a busy channel sees
+  each message edited less often instead of a storm of edits and 429s.
+- A final update (result or failure) never waits behind progress or a per-message pause:
+  it goes at once through the interaction webhook while the token is valid, else (or if
+  that fails) through the channel, and to a new message mentioning only the owner when the
+  status message is gone. When every route failed, ``DeliveryFailed`` tells the caller to
+  try again later — or, when the channel is gone or the bot lost access, never.
+- The finished video is attached when it fits; a file Discord still refuses as too large
+  (40005) falls back to the link.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
+from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.store.models import JobState
+from bot.ui.pacing import DiscordPacer, Priority
 from bot.ui.render import Rendered, render
 
 if TYPE_CHECKING:
@@ -35,9 +42,15 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN = 30.0
 UNKNOWN_MESSAGE = 10008
 UNKNOWN_CHANNEL = 10003
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
 INVALID_WEBHOOK_TOKEN = 50027
 FILE_TOO_LARGE = 40005
 FINISHED_MEMORY = 10_000
+# One attempt on one route: discord.py itself sleeps through 429s and retries 5xx, so a
+# route that is rate limited for long or down is left for the next one after this long.
+PROGRESS_TIMEOUT = 10.0
+FINAL_TIMEOUT = 30.0
 
 ViewFactory = Callable[[JobUpdate], discord.ui.View | None]
 
@@ -48,13 +61,20 @@ class _Slot:
     last_key: tuple[str, str] | None = None
     last_edit: float = float("-inf")
     pending: JobUpdate | None = None
-    flusher: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token_dead: bool = False
     gone: bool = False  # the message was deleted: intermediate updates stop
 
 
 class _MessageGone(Exception):
+    pass
+
+
+class _NoAccess(Exception):
+    pass
+
+
+class _Retry(Exception):
     pass
 
 
@@ -65,15 +85,20 @@ class DiscordStatusReporter:
         *,
         view_factory: ViewFactory,
         min_interval: float = 3.0,
+        pacer: DiscordPacer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._bot = bot
         self._view_factory = view_factory
         self._min_interval = min_interval
+        self._pacer = pacer or DiscordPacer(clock=clock)
         self._clock = clock
         self._wall_clock = wall_clock
         self._slots: dict[int, _Slot] = {}
+        # Per channel: the jobs with a progress edit waiting, and the worker sending them.
+        self._waiting: dict[int, OrderedDict[int, None]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
         # Jobs whose final state was shown: a late intermediate update (a queue refresh that
         # raced a cancellation) must not turn a finished message back to "queued".
         self._finished: OrderedDict[int, None] = OrderedDict()
@@ -93,74 +118,164 @@ class DiscordStatusReporter:
             return await self._show_final(slot, update)
         if slot.gone or slot.target.message_id is None:
             return slot.target
-        rendered = render(update)
-        if rendered.key == slot.last_key:
+        if render(update).key == slot.last_key:
             slot.pending = None
             return slot.target
         slot.pending = update
-        if slot.flusher is None or slot.flusher.done():
-            slot.flusher = asyncio.create_task(self._flush(slot), name=f"status-{update.job_id}")
-            slot.flusher.add_done_callback(_log_task_error)
+        channel_id = slot.target.channel_id
+        self._waiting.setdefault(channel_id, OrderedDict())[update.job_id] = None
+        worker = self._workers.get(channel_id)
+        if worker is None or worker.done():
+            worker = asyncio.create_task(
+                self._progress_worker(channel_id), name=f"status-{channel_id}"
+            )
+            worker.add_done_callback(_log_task_error)
+            self._workers[channel_id] = worker
         return slot.target
 
     async def close(self) -> None:
-        tasks = [s.flusher for s in self._slots.values() if s.flusher and not s.flusher.done()]
+        tasks = [task for task in self._workers.values() if not task.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        self._waiting.clear()
         self._slots.clear()
 
-    # -- intermediate edits ----------------------------------------------------------------
+    # -- progress edits (best effort) --------------------------------------------------------
 
-    async def _flush(self, slot: _Slot) -> None:
-        while slot.pending is not None and not slot.gone:
-            await self._wait_turn(slot)
-            async with slot.lock:
-                update, slot.pending = slot.pending, None
-                if update is None or slot.gone:
-                    return
-                rendered = render(update)
-                if rendered.key == slot.last_key:
-                    continue
-                try:
-                    await self._edit(slot, update, rendered, with_view=False)
-                except _MessageGone:
-                    slot.gone = True
-                except discord.HTTPException as exc:
-                    log.warning("Job %d: status edit failed: %s", update.job_id, exc)
+    async def _progress_worker(self, channel_id: int) -> None:
+        waiting = self._waiting[channel_id]
+        while waiting:
+            try:
+                await self._next_progress(channel_id, waiting)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One bad edit must not stop the channel's other messages.
+                log.exception("Progress edit in channel %d failed", channel_id)
+        if self._waiting.get(channel_id) is waiting:
+            del self._waiting[channel_id]
+            self._pacer.forget(channel_id)
 
-    async def _wait_turn(self, slot: _Slot) -> None:
-        delay = slot.last_edit + self._min_interval - self._clock()
+    async def _next_progress(self, channel_id: int, waiting: OrderedDict[int, None]) -> None:
+        now = self._clock()
+        pick: _Slot | None = None
+        soonest = float("inf")
+        for job_id in list(waiting):
+            slot = self._slots.get(job_id)
+            if slot is None or slot.pending is None or slot.gone:
+                del waiting[job_id]
+                continue
+            ready = slot.last_edit + self._min_interval
+            if ready <= now and (pick is None or slot.last_edit < pick.last_edit):
+                pick = slot
+            soonest = min(soonest, ready)
+        if pick is None:
+            if waiting:
+                await asyncio.sleep(max(soonest - now, 0.01))
+            return
+        channel_route = not self._token_usable(pick)
+        delay = self._pacer.progress_wait(channel_id, channel_route=channel_route)
         if delay > 0:
             await asyncio.sleep(delay)
+            return  # choose again: a newer update or a final may have come meanwhile
+        update = pick.pending
+        assert update is not None
+        del waiting[update.job_id]
+        pick.pending = None
+        rendered = render(update)
+        if rendered.key == pick.last_key:
+            return
+        self._pacer.record_progress(channel_id, channel_route=channel_route)
+        async with pick.lock:
+            if pick.gone or update.job_id in self._finished:
+                return
+            try:
+                async with asyncio.timeout(PROGRESS_TIMEOUT):
+                    await self._edit(pick, update, rendered, with_view=False)
+            except _MessageGone:
+                pick.gone = True
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("Job %d: status edit failed: %s", update.job_id, exc)
 
     # -- the final edit ----------------------------------------------------------------------
 
     async def _show_final(self, slot: _Slot, update: JobUpdate) -> StatusTarget | None:
         slot.pending = None
-        if slot.flusher is not None and not slot.flusher.done():
-            slot.flusher.cancel()
-            await asyncio.gather(slot.flusher, return_exceptions=True)
+        waiting = self._waiting.get(slot.target.channel_id)
+        if waiting is not None:
+            waiting.pop(update.job_id, None)
         rendered = render(update)
-        try:
-            async with slot.lock:
-                if not slot.gone and slot.target.message_id is not None:
-                    await self._wait_turn(slot)
-                    try:
-                        await self._edit(slot, update, rendered, with_view=True)
-                        return slot.target
-                    except _MessageGone:
-                        slot.gone = True
-                return await self._post_new(slot, update, rendered)
-        finally:
-            self._slots.pop(update.job_id, None)
-            self._finished[update.job_id] = None
-            while len(self._finished) > FINISHED_MEMORY:
-                self._finished.popitem(last=False)
+        priority = Priority.RESULT if update.state is JobState.DONE else Priority.FAILURE
+        failures: list[str] = []
+        # The lock waits for a progress edit already on its way (bounded by its timeout),
+        # so it cannot land after the final and turn the message back.
+        async with slot.lock:
+            if not slot.gone and slot.target.message_id is not None:
+                try:
+                    await self._edit_final(slot, update, rendered, priority, failures)
+                    return self._finish(update, slot.target)
+                except _MessageGone:
+                    slot.gone = True
+                except _Retry:
+                    pass
+            if slot.gone or slot.target.message_id is None:
+                try:
+                    target = await self._post_new(slot, update, rendered)
+                    return self._finish(update, target)
+                except _NoAccess as exc:
+                    self._finish(update, None)
+                    raise DeliveryFailed(str(exc), permanent=True) from exc
+                except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    failures.append(f"new message: {_describe(exc)}")
+        raise DeliveryFailed("; ".join(failures) or "no route")
 
-    async def _post_new(
-        self, slot: _Slot, update: JobUpdate, rendered: Rendered
-    ) -> StatusTarget | None:
+    async def _edit_final(
+        self,
+        slot: _Slot,
+        update: JobUpdate,
+        rendered: Rendered,
+        priority: Priority,
+        failures: list[str],
+    ) -> None:
+        """Edit the status message: webhook first, then the channel. Raises _MessageGone,
+        or _Retry when neither route worked this time."""
+        channel_id = slot.target.channel_id
+        if self._token_usable(slot):
+            try:
+                await self._pacer.final_turn(channel_id, channel_route=False)
+                async with asyncio.timeout(FINAL_TIMEOUT):
+                    await self._edit(slot, update, rendered, with_view=True, route="webhook")
+                return
+            except _MessageGone:
+                raise
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                failures.append(f"webhook: {_describe(exc)}")
+        try:
+            await self._pacer.final_turn(channel_id, channel_route=True)
+            async with asyncio.timeout(FINAL_TIMEOUT):
+                await self._edit(slot, update, rendered, with_view=True, route="channel")
+            return
+        except _MessageGone:
+            raise
+        except discord.Forbidden as exc:
+            # The bot may no longer edit here; a new message is the last road.
+            log.info("Job %d: cannot edit its status message (%s)", update.job_id, exc)
+            raise _MessageGone from exc
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            failures.append(f"channel: {_describe(exc)}")
+        log.info("Job %d: final edit failed (%s); will retry", update.job_id, priority.name)
+        raise _Retry
+
+    def _finish(self, update: JobUpdate, target: StatusTarget | None) -> StatusTarget | None:
+        self._slots.pop(update.job_id, None)
+        self._finished[update.job_id] = None
+        while len(self._finished) > FINISHED_MEMORY:
+            self._finished.popitem(last=False)
+        return target
+
+    async def _post_new(self, slot: _Slot, update: JobUpdate, rendered: Rendered) -> StatusTarget:
         channel = self._bot.get_partial_messageable(update.channel_id)
         owner = discord.Object(id=update.owner_id)
         # The one message that pings: the owner must learn that the result is here.
@@ -189,19 +304,28 @@ class DiscordStatusReporter:
                 }
             )
 
+        await self._pacer.final_turn(update.channel_id, channel_route=True)
         try:
-            message = await self._send_with_file_fallback(update, send)
-        except discord.HTTPException as exc:
-            log.warning("Job %d: could not post the result anywhere: %s", update.job_id, exc)
-            return None
+            async with asyncio.timeout(FINAL_TIMEOUT):
+                message = await self._send_with_file_fallback(update, send)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise _NoAccess(f"cannot post in channel {update.channel_id}: {exc}") from exc
         slot.target = StatusTarget(channel_id=update.channel_id, message_id=message.id)
         return slot.target
 
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _edit(
-        self, slot: _Slot, update: JobUpdate, rendered: Rendered, *, with_view: bool
+        self,
+        slot: _Slot,
+        update: JobUpdate,
+        rendered: Rendered,
+        *,
+        with_view: bool,
+        route: str | None = None,
     ) -> None:
+        """Edit the status message through ``route`` ("webhook" or "channel"), or for
+        progress through the webhook while its token works, else the channel."""
         message_id = slot.target.message_id
         assert message_id is not None
         view = self._view_factory(update) if with_view else None
@@ -223,8 +347,9 @@ class DiscordStatusReporter:
             channel = self._bot.get_partial_messageable(slot.target.channel_id)
             return await channel.get_partial_message(message_id).edit(**{**base, **kwargs})
 
+        use_webhook = route == "webhook" or (route is None and self._token_usable(slot))
         try:
-            if self._token_usable(slot):
+            if use_webhook:
                 try:
                     await self._send_with_file_fallback(update, by_webhook)
                     slot.last_key = rendered.key
@@ -274,6 +399,14 @@ def _token_failure(exc: discord.HTTPException) -> bool:
         or exc.code == INVALID_WEBHOOK_TOKEN
         or (exc.status == 404 and exc.code not in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL))
     )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status} (code {exc.code})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

@@ -37,9 +37,12 @@ class APIError(Exception):
         self.errors = errors
         self.headers = headers or {}
         self.extra: dict[str, Any] = {}
+        self.include_code = True
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        body: dict[str, Any] = {"message": self.message}
+        if self.include_code:
+            body["code"] = self.code
         if self.errors:
             body["errors"] = self.errors
         body.update(self.extra)

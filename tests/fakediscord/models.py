@@ -545,9 +545,14 @@ class RequestRecord:
     status: int = 0
     error_code: int | None = None
     handled: bool = True
+    # Why it got a 429: "user" or "global" (enforced limits) or "injected" (a test's rule).
+    rate_limit_scope: str | None = None
+    fault: str | None = None  # the injected fault kind, if one hit this request
+    dropped: bool = False  # the connection was aborted: the client got no answer
 
     def __repr__(self) -> str:
-        return f"<{self.method} {self.path} -> {self.status}>"
+        dropped = " (dropped)" if self.dropped else ""
+        return f"<{self.method} {self.path} -> {self.status}{dropped}>"
 
 
 def walk_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The REST API (v10) the fake serves, one small handler per route.
 
 Every request is parsed (JSON, or multipart with `payload_json` and `files[n]`), logged in
-`FakeDiscord.request_log`, checked against the test's rate-limit rules, routed, and answered with
-Discord-shaped JSON errors and `X-RateLimit-*` headers.
+`FakeDiscord.request_log`, checked against the test's injected faults and rate-limit rules and
+(when enforced) Discord's real limits, routed, and answered with Discord-shaped JSON errors and
+`X-RateLimit-*` headers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from .permissions import (
 )
 
 if TYPE_CHECKING:
+    from .faults import FaultRule
     from .interactions import InteractionHandle
+    from .ratelimits import Verdict
     from .server import FakeDiscord, RateLimitRule
 
 Handler = Callable[["Call"], Awaitable[Any]]
@@ -128,38 +131,77 @@ class RestAPI:
         )
         fake.request_log.append(record)
         route, params = self._match(method, path)
+        # Faults come first: a connection that breaks never reaches Discord's rate limiter.
+        fault = fake.take_fault(method, path)
+        if fault is not None:
+            record.fault = fault.kind
+            if not fault.after_apply:
+                response = _fault_answer(request, fault, record)
+                fake.notify()
+                return response
+        response = await self._serve(record, route, params, body, files)
+        if record.rate_limit_scope is not None:
+            fake.rate_limited.append(record)
+        if fault is not None:
+            response = _fault_answer(request, fault, record, served=response)
+        fake.notify()
+        return response
+
+    async def _serve(
+        self,
+        record: RequestRecord,
+        route: _Route | None,
+        params: dict[str, str],
+        body: Any,
+        files: list[UploadedFile],
+    ) -> web.Response:
+        fake = self.fake
+        method, path = record.method, record.path
         headers: dict[str, str] = {"Via": "1.1 google"}
+        limit_headers: dict[str, str] = {}
         try:
             rule = fake.take_rate_limit(method, path)
             if rule is not None:
+                record.rate_limit_scope = "injected"
                 raise _rate_limited(rule, route.bucket if route else "global")
+            if fake.enforce_rate_limits:
+                # record.at was taken in this same loop step, so checks see it in order.
+                verdict = fake.limiter.check(
+                    method,
+                    path,
+                    route.template if route else None,
+                    params,
+                    bot_authorized=record.authorized,
+                    now=record.at,
+                    wall=time.time(),
+                )
+                if not verdict.allowed:
+                    record.rate_limit_scope = verdict.scope
+                    raise _enforced_429(verdict)
+                limit_headers = verdict.headers
+            elif route is not None:
+                limit_headers = _ratelimit_headers(route.bucket)
             if route is None:
                 record.handled = False
                 raise APIError(404, 0, "404: Not Found")
-            if route.auth and not authorized:
+            if route.auth and not record.authorized:
                 raise APIError(401, 0, "401: Unauthorized")
-            call = Call(
-                method, path, route.template, params, dict(request.query), body, files, record
-            )
+            call = Call(method, path, route.template, params, record.query, body, files, record)
             result = await route.handler(call)
         except APIError as err:
             record.status = err.status
             record.error_code = err.code
             headers.update(err.headers)
-            if route is not None and err.status != 429 and fake.ratelimit_headers:
-                headers.update(_ratelimit_headers(route.bucket))
-            response = _json_response(err.body(), err.status, headers)
-        else:
-            if fake.ratelimit_headers and route is not None:
-                headers.update(_ratelimit_headers(route.bucket))
-            if result is None:
-                record.status = 204
-                response = web.Response(status=204, headers=headers)
-            else:
-                record.status = 200
-                response = _json_response(result, 200, headers)
-        fake.notify()
-        return response
+            if err.status != 429 and fake.ratelimit_headers:
+                headers.update(limit_headers)
+            return _json_response(err.body(), err.status, headers)
+        if fake.ratelimit_headers:
+            headers.update(limit_headers)
+        if result is None:
+            record.status = 204
+            return web.Response(status=204, headers=headers)
+        record.status = 200
+        return _json_response(result, 200, headers)
 
     def _register(self) -> None:
         add = self._add
@@ -692,12 +734,42 @@ def _rate_limited(rule: RateLimitRule, bucket: str) -> APIError:
         "X-RateLimit-Reset": f"{time.time() + retry:.3f}",
         "X-RateLimit-Reset-After": f"{retry:.3f}",
         "X-RateLimit-Bucket": bucket,
-        "X-RateLimit-Scope": "shared" if rule.is_global else "user",
+        "X-RateLimit-Scope": "global" if rule.is_global else "user",
     }
     if rule.is_global:
         err.headers["X-RateLimit-Global"] = "true"
+    err.include_code = False  # Discord's 429 body is message, retry_after and global only
     err.extra = {"retry_after": retry, "global": rule.is_global}
     return err
+
+
+def _enforced_429(verdict: Verdict) -> APIError:
+    err = APIError(429, 0, "You are being rate limited.", headers=dict(verdict.headers))
+    err.include_code = False
+    err.extra = {"retry_after": verdict.retry_after, "global": verdict.scope == "global"}
+    return err
+
+
+def _fault_answer(
+    request: web.Request,
+    fault: FaultRule,
+    record: RequestRecord,
+    *,
+    served: web.Response | None = None,
+) -> web.Response:
+    """The injected fault's answer; `served` is what the fake would have answered (the request
+    was applied), None when it never got that far."""
+    if fault.kind == "drop":
+        record.dropped = True
+        if request.transport is not None:
+            # aiohttp quietly skips writing the returned response to an aborted transport.
+            request.transport.abort()
+        return served if served is not None else web.Response(status=500)
+    record.status = fault.status
+    record.error_code = 0
+    return _json_response(
+        {"message": fault.message, "code": 0}, fault.status, {"Via": "1.1 google"}
+    )
 
 
 async def _parse_body(request: web.Request) -> tuple[Any, list[UploadedFile]]:

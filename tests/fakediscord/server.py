@@ -24,6 +24,7 @@ from aiohttp import web
 from . import interactions as ix
 from .commands import CommandRegistry
 from .errors import FakeDiscordError
+from .faults import FAULT_KINDS, FaultKind, FaultRule
 from .gateway import (
     GUILD_MEMBERS_INTENT,
     GUILD_MESSAGES_INTENT,
@@ -38,6 +39,7 @@ from .interactions import (
     modal_submit_components,
     wait_until,
 )
+from .measure import EDIT_KINDS, EditKind, group_edits, most_in_window
 from .messages import MessageStore
 from .models import (
     LOADING,
@@ -56,6 +58,7 @@ from .models import (
     User,
 )
 from .permissions import DEFAULT_BOT, DEFAULT_EVERYONE, channel_permissions
+from .ratelimits import Limit, RateLimiter
 from .rest import RestAPI
 from .snowflake import SnowflakeFactory
 
@@ -85,11 +88,28 @@ class FakeDiscord:
         bot_name: str = "pixbot",
         ratelimit_headers: bool = True,
         host: str = "127.0.0.1",
+        enforce_rate_limits: bool = False,
+        channel_message_limit: tuple[int, float] = Limit(5, 5.0),
+        interaction_webhook_limit: tuple[int, float] = Limit(5, 2.0),
+        route_limit: tuple[int, float] = Limit(50, 1.0),
+        global_limit: tuple[int, float] = Limit(50, 1.0),
     ) -> None:
+        """`enforce_rate_limits` turns on Discord's limits (see `ratelimits`), each a
+        `(count, per_seconds)`: channel message create/edit/delete per channel, interaction
+        webhook edits and followups per token, any other route per route and major parameter,
+        and the global limit on requests with the bot token (interaction routes exempt).
+        Without it, responses carry generous headers and only injected 429s happen."""
         self.heartbeat_interval = heartbeat_interval  # milliseconds, as in HELLO
         self.callback_deadline = callback_deadline  # seconds to the first callback
         self.token_lifetime = token_lifetime  # seconds an interaction token works for webhooks
         self.ratelimit_headers = ratelimit_headers
+        self.enforce_rate_limits = enforce_rate_limits
+        self.limiter = RateLimiter(
+            channel_messages=Limit(*channel_message_limit),
+            interaction_webhooks=Limit(*interaction_webhook_limit),
+            routes=Limit(*route_limit),
+            global_limit=Limit(*global_limit),
+        )
         self.host = host
         self.snowflakes = SnowflakeFactory()
         # Modern applications share their id with their bot user.
@@ -111,6 +131,8 @@ class FakeDiscord:
         self.gateway_log: list[tuple[float, str, dict[str, Any]]] = []
         self.file_downloads: list[StoredFile] = []
         self.rate_limits: list[RateLimitRule] = []
+        self.rate_limited: list[RequestRecord] = []  # answered 429, enforced or injected
+        self.faults: list[FaultRule] = []
         self.gateway = Gateway(self)
         self.rest = RestAPI(self)
         self._changed = asyncio.Event()
@@ -915,6 +937,64 @@ class FakeDiscord:
                 rule.hits += 1
                 return rule
         return None
+
+    def inject_fault(
+        self,
+        method: str,
+        path_regex: str,
+        kind: FaultKind,
+        count: int = 1,
+        *,
+        status: int = 503,
+        after_apply: bool = False,
+    ) -> FaultRule:
+        """Break the next `count` requests matching `method` ("*" for any) and `path_regex`
+        (searched in the path after /api/v10), before rate limits are checked.
+
+        kind "status": answer `status` (a 5xx) with {"message", "code": 0}; "drop": abort the
+        connection without an answer. With `after_apply` the request is served first (e.g. the
+        message really is edited) and only its answer is replaced or lost."""
+        if kind not in FAULT_KINDS:
+            raise FakeDiscordError(f"unknown fault kind {kind!r}; use one of {FAULT_KINDS}")
+        if kind == "status" and not 500 <= status <= 599:
+            raise FakeDiscordError(f"a status fault is a server error (5xx), not {status}")
+        rule = FaultRule(method.upper(), re.compile(path_regex), kind, count, status, after_apply)
+        self.faults.append(rule)
+        return rule
+
+    def take_fault(self, method: str, path: str) -> FaultRule | None:
+        for rule in self.faults:
+            if rule.matches(method, path):
+                rule.remaining -= 1
+                rule.hits += 1
+                return rule
+        return None
+
+    # -- measurements ------------------------------------------------------------------------
+    def _channel_of_token(self, token: str) -> int | None:
+        handle = self.interactions_by_token.get(token)
+        return handle.channel.id if handle is not None else None
+
+    def edits_by_channel(
+        self, *, successful_only: bool = False
+    ) -> dict[int, dict[EditKind, list[RequestRecord]]]:
+        """Message edit requests per channel id and kind ("webhook": PATCH through an
+        interaction token; "channel": PATCH /channels/{c}/messages/{m}), in time order. Every
+        attempt counts (429s, faults) unless `successful_only`."""
+        return group_edits(
+            self.request_log, self._channel_of_token, successful_only=successful_only
+        )
+
+    def most_edits_in_window(
+        self, window: float = 5.0, *, successful_only: bool = False
+    ) -> dict[str, int]:
+        """For each edit kind, the most edits on one channel within any `window`-second span
+        (half-open, so a bot that keeps to N per `window` scores at most N)."""
+        best: dict[str, int] = dict.fromkeys(EDIT_KINDS, 0)
+        for kinds in self.edits_by_channel(successful_only=successful_only).values():
+            for kind, edits in kinds.items():
+                best[kind] = max(best[kind], most_in_window([r.at for r in edits], window))
+        return best
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
         """Logged requests, filtered by method and a regex searched in the path."""
