@@ -71,10 +71,11 @@ class PixBot(commands.Bot):
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(
-            # Slash commands only: no message content is read, so no privileged intents.
+            # Slash commands only: the bot reads no messages, reactions, typing or presences,
+            # so it asks for the guilds intent alone (interactions arrive without intents).
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=discord.Intents.default(),
+            intents=discord.Intents(guilds=True),
             tree_cls=PixTree,
             allowed_mentions=discord.AllowedMentions.none(),
             **client_options,

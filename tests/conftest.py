@@ -21,6 +21,7 @@ from fakediscord import FakeDiscord, Message, permissions
 from PIL import Image
 
 from bot.app import PixBot
+from bot.jobs.delivery import DeliveryPolicy
 from bot.jobs.runner import RunnerConfig
 from bot.jobs.schedule import PollSchedule
 from bot.settings import Settings
@@ -36,6 +37,7 @@ FAST_RUNNER = RunnerConfig(
     idle_check=0.1,
     default_estimate=0.3,
     simulated=True,
+    delivery=DeliveryPolicy(first_delay=0.1, max_delay=0.5, give_up_after=60.0),
 )
 # Tests shorten the edit interval to stay quick; one test checks the real 3 s.
 FAST_STATUS_INTERVAL = 0.2

@@ -188,9 +188,7 @@ async def _input_bytes(bot, job_id: int) -> bytes:
     return upload.data
 
 
-async def test_crash_between_commit_and_delivery_redelivers_without_charging_twice(
-    world, pixverse
-):
+async def test_crash_between_commit_and_delivery_redelivers_without_charging_twice(world, pixverse):
     # The credits are committed with the job's "done" state, and the job stays marked as
     # delivering until Discord shows it: a crash in between delivers after the restart.
     bot = await world.start_bot(pixverse=pixverse)

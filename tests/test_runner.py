@@ -17,6 +17,7 @@ from PIL import Image
 
 from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner, RunnerConfig
+from bot.jobs.schedule import PollSchedule
 from bot.pixverse import PixVerseClient, new_trace_id
 from bot.pixverse.rules import Model, Quality
 from bot.simulator import MODERATION_MARKER, Simulator, SimulatorConfig
@@ -316,3 +317,44 @@ async def test_stop_right_after_a_wake_up_ends_promptly(world):
 
 def _fields(config: RunnerConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+async def test_an_unexpected_error_in_one_jobs_poll_leaves_the_others_running(world):
+    jobs = [await world.job(user=u, prompt=f"job {u}") for u in (1, 2, 3)]
+    runner = await world.runner()
+    await world.until(lambda: all(j.id in runner._generating for j in jobs[:1]), timeout=10)
+    cursed = jobs[0].id
+    handle = runner._handle_result
+    failures = 0
+
+    async def sometimes_broken(entry, result):
+        nonlocal failures
+        if entry.job.id == cursed and failures < 3:
+            failures += 1
+            raise RuntimeError("a bug in one job's poll")
+        await handle(entry, result)
+
+    runner._handle_result = sometimes_broken  # type: ignore[method-assign]
+    for job in jobs:
+        final = await world.until_final(job.id, timeout=15)
+        assert final.state is JobState.DONE
+    assert failures == 3
+
+
+async def test_a_webhook_checks_its_job_at_once_and_its_polling_stops(world):
+    world.sim.config.gen_time = 0.5
+    slow = replace(
+        FAST,
+        webhooks=True,
+        schedule=PollSchedule(first_delay=60, min_delay=60, steady_delay=60, late_delay=60),
+    )
+    job = await world.job()
+    runner = await world.runner(slow)
+    await world.until(lambda: job.id in runner._generating, timeout=10)
+    stored = await world.store.jobs.get(job.id)
+    world.sim.finish_now(stored.pixverse_video_id)
+    runner.result_ready(stored.pixverse_video_id)
+    final = await world.until_final(job.id, timeout=5)
+    assert final.state is JobState.DONE
+    assert len([r for r in world.sim.state.requests if r.route == "result"]) == 1
+    assert job.id not in runner._generating
