@@ -21,8 +21,9 @@ run-real: $(STAMP)  ## start the bot against the real PixVerse API (needs PIXVER
 simulator: $(STAMP)  ## run the PixVerse simulator alone on port 8765
 	$(PY) -m bot.simulator --port 8765
 
-test: $(STAMP)  ## ruff, then the whole test suite
+test: $(STAMP)  ## ruff, mypy, then the whole test suite
 	$(PY) -m ruff check .
+	$(PY) -m mypy bot cogs
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
