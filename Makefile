@@ -36,6 +36,7 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## print the benchmark figures recorded in the README
 	$(PY) bench/ledger.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

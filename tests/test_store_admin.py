@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -208,3 +210,38 @@ async def test_top_ranks_spending_this_day_and_this_week(store: Store, clock: Fa
     assert len(await store.admin.top(GUILD, "week", limit=1)) == 1
     with pytest.raises(ValueError, match="period"):
         await store.admin.top(GUILD, "year")  # type: ignore[arg-type]
+
+
+async def test_top_week_after_the_upgrade_counts_what_was_committed_before(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Migration 7 fills the weekly totals from the ledger rows already there."""
+
+    async def spend(store: Store, user: int, times: int, guild: int = GUILD) -> None:
+        for _ in range(times):
+            job = await create(store, user, guild_id=guild)
+            await store.jobs.finish_done(job.id, "https://x.mp4")
+
+    async with open_store(tmp_path, clock) as store:
+        clock.set(datetime(2025, 3, 9, 23, 59, tzinfo=UTC))  # Sunday: last week
+        await spend(store, 3, 3)
+        clock.set(datetime(2025, 3, 10, 0, 0, tzinfo=UTC))  # Monday: this week
+        await spend(store, 1, 2)
+        await spend(store, 2, 1, guild=OTHER_GUILD)
+        clock.set(datetime(2025, 3, 12, 15, 0, tzinfo=UTC))
+        await spend(store, 2, 1)
+        refunded = await create(store, 2)
+        await store.jobs.finish_done(refunded.id, "https://x.mp4")
+        await store.jobs.remove_result(refunded.id, actor_id=MOD)
+    # The file as schema 6 left it: the same ledger, without what migration 7 adds.
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.sqlite3")) as conn:
+        conn.executescript(
+            "DROP TABLE member_week_spend; DROP INDEX ix_jobs_guild_kept;"
+            " DROP INDEX ix_jobs_guild_active; PRAGMA user_version = 6;"
+        )
+    async with open_store(tmp_path, clock) as store:
+        week = await store.admin.top(GUILD, "week")
+        assert [(e.user_id, e.credits, e.jobs) for e in week] == [(1, 90, 2), (2, 45, 1)]
+        assert [(e.user_id, e.jobs) for e in await store.admin.top(OTHER_GUILD, "week")] == [(2, 1)]
+        clock.set(datetime(2025, 3, 9, 12, 0, tzinfo=UTC))
+        assert [(e.user_id, e.jobs) for e in await store.admin.top(GUILD, "week")] == [(3, 3)]

@@ -7,9 +7,11 @@ Run it alone with ``python -m bot.simulator --port 8765``, in-process with
         client = PixVerseClient(session, base_url=sim.base_url, api_key="any")
 
 A prompt containing ``MODERATION_MARKER`` ends in status 7 (moderation, refunded).
+With ``webhook_url`` set it POSTs each job's signed result webhook (§11; ``webhooks.py``).
 Tests steer it with ``inject_fault``, ``force_status``, ``finish_now`` and ``stale_get``, and
-inspect ``requests``, ``generate_requests``, ``jobs``, ``uploads`` and ``balance``; tests in
-another process use the ``/_sim/…`` control endpoints (see ``control.py``).
+inspect ``requests``, ``generate_requests``, ``jobs``, ``uploads``, ``webhooks`` and
+``balance``; tests in another process use the ``/_sim/…`` control endpoints (see
+``control.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from __future__ import annotations
 from bot.simulator.config import NO_HD, SimulatorConfig
 from bot.simulator.faults import Fault, FaultKind, Route
 from bot.simulator.server import Simulator, create_app
-from bot.simulator.state import MODERATION_MARKER, Job, RecordedRequest, SimState, Upload
+from bot.simulator.state import (
+    MODERATION_MARKER,
+    Job,
+    RecordedRequest,
+    SimState,
+    Upload,
+    WebhookRecord,
+)
+from bot.simulator.webhooks import WebhookSender
 
 __all__ = [
     "MODERATION_MARKER",
@@ -31,5 +41,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "Upload",
+    "WebhookRecord",
+    "WebhookSender",
     "create_app",
 ]

@@ -21,6 +21,20 @@ EXIT_BIND = 1
 EXIT_USAGE = 2
 
 
+def seconds_range(text: str) -> tuple[float, float]:
+    """``20:120`` -> (20.0, 120.0)."""
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        bounds = (float(low), float(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH seconds, got {text!r}") from None
+    if bounds[0] < 0 or bounds[1] < bounds[0]:
+        raise argparse.ArgumentTypeError(f"need 0 <= LOW <= HIGH, got {text!r}")
+    return bounds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bot.simulator",
@@ -34,6 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--gen-time", type=float, default=10.0, help="seconds a job generates (default 10)"
+    )
+    parser.add_argument(
+        "--gen-time-range",
+        type=seconds_range,
+        default=None,
+        metavar="LOW:HIGH",
+        help="draw each job's generation time in this range, longer for higher quality and "
+        "duration (replaces --gen-time; seeded by --seed)",
     )
     parser.add_argument(
         "--failure-rate", type=float, default=0.0, help="share of jobs that fail (0..1)"
@@ -68,8 +90,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ID",
         help="activate a template that refuses 720p/1080p (500071)",
     )
+    hooks = parser.add_argument_group("webhooks (pixverse-api.md §11)")
+    hooks.add_argument(
+        "--webhook-url", default=None, help="POST each finished job's signed webhook here"
+    )
+    hooks.add_argument(
+        "--webhook-secret",
+        default=None,
+        help="signing secret (default: $PIXVERSE_WEBHOOK_SECRET); needed with --webhook-url",
+    )
+    hooks.add_argument(
+        "--webhook-loss-rate", type=float, default=0.0, help="share of webhooks never sent"
+    )
+    hooks.add_argument(
+        "--webhook-late-rate", type=float, default=0.0, help="share of webhooks sent late"
+    )
+    hooks.add_argument(
+        "--webhook-late-delay",
+        type=float,
+        default=30.0,
+        help="seconds a late webhook waits (default 30)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.webhook_secret = args.webhook_secret or os.environ.get("PIXVERSE_WEBHOOK_SECRET") or None
+    if args.webhook_url and not args.webhook_secret:
+        parser.error("--webhook-url needs --webhook-secret (or $PIXVERSE_WEBHOOK_SECRET)")
+    return args
 
 
 def build_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -79,6 +126,7 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(
         api_key=args.api_key or os.environ.get("PIXVERSE_API_KEY") or None,
         gen_time=args.gen_time,
+        gen_time_range=args.gen_time_range,
         failure_rate=args.failure_rate,
         max_concurrent=args.max_concurrent,
         balance=args.balance,
@@ -86,6 +134,11 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         video_size_bytes=args.video_size_bytes,
         public_base_url=args.public_base_url,
         activated_templates=templates,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        webhook_loss_rate=args.webhook_loss_rate,
+        webhook_late_rate=args.webhook_late_rate,
+        webhook_late_delay=args.webhook_late_delay,
     )
 
 
@@ -100,14 +153,23 @@ async def serve(config: SimulatorConfig, host: str, port: int) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return EXIT_BIND
+    gen_range = config.gen_time_range
     log.info(
-        "gen time %.1fs, failure rate %.2f, %d jobs at once per key, %s",
-        config.gen_time,
+        "gen time %s, failure rate %.2f, %d jobs at once per key, %s",
+        f"{gen_range[0]:g}-{gen_range[1]:g}s" if gen_range else f"{config.gen_time:.1f}s",
         config.failure_rate,
         config.max_concurrent,
         "API key configured" if config.api_key else "any non-empty API key accepted",
     )
     log.info("use PIXVERSE_BASE_URL=%s", sim.base_url)
+    if config.webhook_url:
+        log.info(
+            "webhooks to %s (%.0f%% lost, %.0f%% %gs late)",
+            config.webhook_url,
+            config.webhook_loss_rate * 100,
+            config.webhook_late_rate * 100,
+            config.webhook_late_delay,
+        )
     try:
         await stop.wait()
     finally:

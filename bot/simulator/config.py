@@ -26,6 +26,10 @@ class SimulatorConfig(BaseModel):
     # None (or "") accepts any non-empty API-KEY; the real service has one key per account.
     api_key: str | None = Field(default=None, repr=False)
     gen_time: float = Field(default=10.0, ge=0)  # seconds a job stays at status 5
+    # When set, (low, high) seconds: each job's generation time is drawn from the seeded RNG
+    # around a centre that grows with quality and duration (see state.draw_gen_time), so
+    # jobs finish spread over the range as they do at PixVerse (§9); ``gen_time`` is unused.
+    gen_time_range: tuple[float, float] | None = None
     failure_rate: float = Field(default=0.0, ge=0, le=1)  # share of jobs that end in status 8
     max_concurrent: int = Field(default=5, ge=1)  # jobs at status 5 per key (500044 above it)
     balance: int = Field(default=100_000, ge=0)  # starting `credit_package` of each account
@@ -43,6 +47,27 @@ class SimulatorConfig(BaseModel):
     stale_get: bool = False
     # §5.1 / §6.1: a job still generating after 10 min no longer holds a concurrency slot.
     slot_release_after: float = Field(default=600.0, gt=0)
+    # §11: POST each job's terminal status (1, 7, 8) to this URL, signed with the secret.
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(default=None, repr=False)
+    webhook_loss_rate: float = Field(default=0.0, ge=0, le=1)  # share never delivered
+    webhook_late_rate: float = Field(default=0.0, ge=0, le=1)  # share sent late by …
+    webhook_late_delay: float = Field(default=30.0, ge=0)  # … this many seconds
+
+    @field_validator("gen_time_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        low, high = value
+        if low < 0 or high < low:
+            raise ValueError("must be low:high seconds with 0 <= low <= high")
+        return (float(low), float(high))
+
+    @field_validator("webhook_url", "webhook_secret")
+    @classmethod
+    def _empty_means_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("api_key")
     @classmethod

@@ -2,11 +2,13 @@
 
 Plain JSON (no PixVerse envelope), no API key: the simulator is a loopback test tool.
 
-- ``GET /_sim/state`` — accounts, job statuses, request count, queued faults, config
+- ``GET /_sim/state`` — accounts, job statuses, request count, webhook attempts, queued
+  faults, config
 - ``POST /_sim/faults`` ``{"route", "kind", "count"?, "retry_after"?, "seconds"?, "err_code"?,
   "message"?}`` — queue a fault; ``DELETE /_sim/faults`` — clear them all
-- ``POST /_sim/config`` ``{"gen_time"?, "failure_rate"?, "max_concurrent"?, "video_size_bytes"?,
-  "stale_get"?, "slot_release_after"?}`` — change behaviour from now on
+- ``POST /_sim/config`` ``{"gen_time"?, "gen_time_range"?, "failure_rate"?, "max_concurrent"?,
+  "video_size_bytes"?, "stale_get"?, "slot_release_after"?, "webhook_loss_rate"?,
+  "webhook_late_rate"?, "webhook_late_delay"?}`` — change behaviour from now on
 - ``POST /_sim/jobs/{video_id}`` ``{"status": int}`` or ``{"finish": true}``
 """
 
@@ -25,11 +27,15 @@ CONTROL_PREFIX = "sim_"  # route names of control endpoints, skipped by the API 
 _TUNABLE = frozenset(
     {
         "gen_time",
+        "gen_time_range",
         "failure_rate",
         "max_concurrent",
         "video_size_bytes",
         "stale_get",
         "slot_release_after",
+        "webhook_loss_rate",
+        "webhook_late_rate",
+        "webhook_late_delay",
     }
 )
 
@@ -68,6 +74,16 @@ async def state_view(request: web.Request) -> web.Response:
             "accounts": accounts,
             "jobs": {str(vid): job.status(now) for vid, job in state.jobs.items()},
             "requests": len(state.requests),
+            "webhooks": [
+                {
+                    "video_id": hook.video_id,
+                    "status": hook.status,
+                    "attempt": hook.attempt,
+                    "reply_status": hook.reply_status,
+                    "ok": hook.ok,
+                }
+                for hook in state.webhooks
+            ],
             "faults": state.faults.pending(),
             "config": config,
         }

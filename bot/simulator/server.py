@@ -27,7 +27,8 @@ from bot.simulator.errors import (
 from bot.simulator.faults import Fault, FaultKind, Route
 from bot.simulator.handlers import KEY_HEADER, RECORD, STATE, TRACE_HEADER, dump
 from bot.simulator.params import Kind
-from bot.simulator.state import Job, RecordedRequest, SimState, Upload
+from bot.simulator.state import Job, RecordedRequest, SimState, Upload, WebhookRecord
+from bot.simulator.webhooks import WebhookSender
 
 log = logging.getLogger("bot.simulator")
 
@@ -175,6 +176,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
         self._base_url: str | None = None
+        self._webhooks: WebhookSender | None = None
 
     @property
     def config(self) -> SimulatorConfig:
@@ -204,13 +206,20 @@ class Simulator:
             bound_host = "127.0.0.1"
         self._app, self._runner = app, runner
         self._base_url = f"http://{bound_host}:{bound_port}"
+        self._webhooks = WebhookSender(self.state, self._public_url)
+        self._webhooks.start()
         log.info("PixVerse simulator listening at %s", self._base_url)
+
+    def _public_url(self) -> str:
+        return self.config.public_base_url or self.base_url
 
     async def stop(self) -> None:
         runner, app = self._runner, self._app
         if runner is None or app is None:
             return
         self._runner = self._app = None
+        if self._webhooks is not None:
+            await self._webhooks.stop()  # pending webhooks are cancelled, not sent
         app[CLOSING].set()  # wake injected hangs so shutdown is quick
         await runner.cleanup()
         log.info("PixVerse simulator stopped")
@@ -256,6 +265,16 @@ class Simulator:
     @property
     def uploads(self) -> dict[int, Upload]:
         return self.state.uploads
+
+    @property
+    def webhooks(self) -> list[WebhookRecord]:
+        """Every webhook attempt so far (§11), in send order."""
+        return self.state.webhooks
+
+    @property
+    def webhook_sender(self) -> WebhookSender | None:
+        """The running sender (None when stopped); ``pending`` counts what is still due."""
+        return self._webhooks
 
     @property
     def balance(self) -> int:

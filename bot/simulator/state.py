@@ -3,6 +3,8 @@
 No job has a task or a timer: a job's status is computed from the monotonic clock each time
 it is asked for (5 until ``finish_at``, then its outcome), so thousands of jobs cost nothing.
 Refunds and concurrency slots are settled lazily too, whenever the account is touched.
+(Only the webhook sender, ``webhooks.py``, sets one loop timer per job, and only when a
+webhook URL is configured: it hears of each job through ``SimState.listeners``.)
 Everything here is synchronous, so one request's checks and writes never interleave with
 another's.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.pixverse.rules import SEED_MAX, credit_cost
+from bot.pixverse.rules import DURATIONS, SEED_MAX, Quality, credit_cost
 from bot.simulator.config import SimulatorConfig
 from bot.simulator.errors import (
     CONCURRENCY_LIMIT,
@@ -58,6 +60,8 @@ REFUNDED = frozenset({MODERATED, FAILED})  # §5.1 / §8: credits come back on 7
 VIDEO_ID_BASE = 400_000_000_000_000
 UPLOAD_ID_BASE = 300_000_000_000_000
 ACCOUNT_ID_BASE = 123_450_000
+GEN_TIME_JITTER = 0.25  # ± share of a combination's centre when ``gen_time_range`` is set
+_QUALITIES = tuple(Quality)
 
 
 def iso_z(moment: datetime) -> str:
@@ -117,18 +121,47 @@ class Job:
     from_package: int = 0
     forced_status: int | None = None
     forced_wall: datetime | None = None
+    forced_at: float | None = None  # monotonic time of the last force_status
     refunded: bool = False
+    # §11, drawn at submit: this job's webhook never arrives / arrives this much late.
+    webhook_lost: bool = False
+    webhook_delay: float = 0.0
 
     def status(self, now: float) -> int:
         if self.forced_status is not None:
             return self.forced_status
         return GENERATING if now < self.finish_at else self.outcome
 
+    @property
+    def terminal_at(self) -> float:
+        """Monotonic time the job reaches (or reached) its terminal status: ``finish_at``,
+        or the moment a test forced it (a forced status 5 keeps it generating: ``inf``)."""
+        if self.forced_status is not None:
+            if self.forced_status == GENERATING:
+                return float("inf")
+            assert self.forced_at is not None
+            return min(self.forced_at, self.finish_at)
+        return self.finish_at
+
     def modify_time(self, now: float) -> datetime:
         if self.forced_wall is not None:
             return self.forced_wall
         elapsed = min(now, self.finish_at) - self.created_at
         return self.created_wall + timedelta(seconds=max(elapsed, 0.0))
+
+
+@dataclass(slots=True)
+class WebhookRecord:
+    """One webhook POST attempt (§11), as tests and the benchmark see it."""
+
+    video_id: int
+    status: int  # the job status the body carried (1, 7 or 8)
+    attempt: int  # 1 for the first send, 2.. for retries
+    at: float  # monotonic time the POST started
+    reply_status: int | None = None  # HTTP status of the answer; None: no answer
+    ok: bool = False  # HTTP 200 with the body exactly "ok"
+    error: str | None = None  # why there was no answer (connection refused, timeout…)
+    late: bool = False  # this job's webhook was held back by ``webhook_late_delay``
 
 
 @dataclass(slots=True)
@@ -163,6 +196,14 @@ class SimState:
         self.uploads: dict[int, Upload] = {}
         self.accounts: dict[str, Account] = {}
         self._rng = random.Random(self.config.seed)
+        # Separate streams from the same seed, so turning on a gen-time range or webhooks
+        # leaves the outcomes, seeds and file names of a seeded run unchanged.
+        seed = self.config.seed
+        self._timing_rng = random.Random(None if seed is None else f"{seed}:gen-time")
+        self._webhook_rng = random.Random(None if seed is None else f"{seed}:webhooks")
+        self.webhooks: list[WebhookRecord] = []  # every webhook attempt, in send order
+        # Called with a job when it starts or its end moves (finish_now, force_status).
+        self.listeners: list[Callable[[Job], None]] = []
         self._video_ids = itertools.count(VIDEO_ID_BASE + 1)
         self._upload_ids = itertools.count(UPLOAD_ID_BASE + 1)
         self._account_ids = itertools.count(ACCOUNT_ID_BASE + 1)
@@ -299,6 +340,10 @@ class SimState:
         account.credit_monthly -= from_monthly
         account.credit_package -= credits - from_monthly
 
+        gen_time = self.draw_gen_time(params)
+        webhook_lost = self._webhook_rng.random() < self.config.webhook_loss_rate
+        late = self._webhook_rng.random() < self.config.webhook_late_rate
+
         short_side = int(params.quality.value.removesuffix("p"))
         width, height = output_size(short_side, ratio)
         now = self.clock()
@@ -313,16 +358,43 @@ class SimState:
             height=height,
             outcome=outcome,
             created_at=now,
-            finish_at=now + self.config.gen_time,
+            finish_at=now + gen_time,
             created_wall=self.wall(),
             owner=key,
             from_monthly=from_monthly,
             from_package=credits - from_monthly,
+            webhook_lost=webhook_lost,
+            webhook_delay=self.config.webhook_late_delay if late else 0.0,
         )
         self.jobs[job.video_id] = job
         self._media[file_name] = job.video_id
         account.open_jobs.add(job.video_id)
+        self._changed(job)
         return job
+
+    def draw_gen_time(self, params: GenerateParams) -> float:
+        """Seconds this job generates: ``gen_time``, or a draw within ``gen_time_range``.
+
+        With a range, each quality/duration has a centre inside it (360p 5 s at the low
+        end, the top quality at the longest duration at the high end, the rest between),
+        and a job takes that centre ± 25 %, kept in the range by mirroring at its bounds
+        (clamping would pile jobs up on exactly the bounds, e.g. on a multiple of a
+        poller's interval)."""
+        bounds = self.config.gen_time_range
+        if bounds is None:
+            return self.config.gen_time
+        low, high = bounds
+        centre = low + gen_time_weight(params.quality, params.duration) * (high - low)
+        drawn = centre * (1 + self._timing_rng.uniform(-GEN_TIME_JITTER, GEN_TIME_JITTER))
+        if drawn < low:
+            drawn = 2 * low - drawn
+        elif drawn > high:
+            drawn = 2 * high - drawn
+        return min(max(drawn, low), high)
+
+    def _changed(self, job: Job) -> None:
+        for listener in list(self.listeners):
+            listener(job)
 
     def _source_ratio(self, key: str, params: GenerateParams) -> float:
         """Check the ids the body refers to, and return the width/height ratio of the output
@@ -405,14 +477,17 @@ class SimState:
         job = self.jobs[video_id]
         job.forced_status = status
         job.forced_wall = self.wall()
+        job.forced_at = self.clock()
         self.account(job.owner).open_jobs.add(video_id)
         self.settle(self.account(job.owner))
+        self._changed(job)
 
     def finish_now(self, video_id: int) -> None:
         """End a job's generation now; it reaches the outcome drawn at submit."""
         job = self.jobs[video_id]
         job.finish_at = min(job.finish_at, self.clock())
         self.settle(self.account(job.owner))
+        self._changed(job)
 
     # -- served files ------------------------------------------------------------------
 
@@ -451,6 +526,15 @@ class SimState:
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+
+def gen_time_weight(quality: Quality, duration: int) -> float:
+    """Where a quality/duration sits in ``gen_time_range``: 0 (360p, shortest) to 1 (1080p,
+    longest), half from the quality's rank and half from the duration."""
+    rank = _QUALITIES.index(quality) / (len(_QUALITIES) - 1)
+    shortest, longest = min(DURATIONS), max(DURATIONS)
+    span = (duration - shortest) / (longest - shortest) if longest > shortest else 0.0
+    return (rank + min(max(span, 0.0), 1.0)) / 2
 
 
 def _ratio_text(width: int, height: int) -> str:

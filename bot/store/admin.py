@@ -395,17 +395,23 @@ class QuotaAdmin:
         """
         today = day_of(self._now())
         if period == "day":
-            first = today
+            rows = await self._db.fetch_all(
+                "SELECT user_id, SUM(amount), COUNT(*) FROM ledger"
+                " WHERE guild_id = ? AND state = 'committed' AND committed_day = ?"
+                " GROUP BY user_id ORDER BY 2 DESC, user_id LIMIT ?",
+                (guild_id, today, limit),
+            )
         elif period == "week":
-            first = week_first_day(today)
+            # The week's totals, kept with the ledger (see ledger._add_week_spend), in the
+            # index's order: no summing and sorting of the week's jobs here.
+            rows = await self._db.fetch_all(
+                "SELECT user_id, credits, jobs FROM member_week_spend"
+                " WHERE guild_id = ? AND week = ? AND jobs > 0"
+                " ORDER BY credits DESC, user_id LIMIT ?",
+                (guild_id, week_first_day(today), limit),
+            )
         else:
             raise ValueError(f"period must be 'day' or 'week', not {period!r}")
-        rows = await self._db.fetch_all(
-            "SELECT user_id, SUM(amount), COUNT(*) FROM ledger"
-            " WHERE guild_id = ? AND state = 'committed' AND committed_day BETWEEN ? AND ?"
-            " GROUP BY user_id ORDER BY 2 DESC, user_id LIMIT ?",
-            (guild_id, first, today, limit),
-        )
         return [TopEntry(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def audit(

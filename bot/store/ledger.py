@@ -21,6 +21,9 @@ The rules, in one place:
   un-counted (an earlier day's usage, or usage a reset already cleared) into the bonus.
 * **Server spent** is every credit committed in the server that day, bonus-funded included;
   a member's ``reset`` does not clear it (the server really spent them).
+* **Week spend** (``member_week_spend``) is each member's committed credits and jobs per ISO
+  week of the commit day, kept in the same transactions as the ledger rows (a refund takes its
+  job back out of the week it was committed in): /quota-admin top ranks a week from it.
 
 Edge cases: if an allowance is lowered (or the bonus taken back) while a job is reserved,
 its commit may push "used today" past the allowance; Left is then shown as 0.
@@ -37,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
+from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow, week_first_day
 from bot.store.db import Database
 from bot.store.errors import (
     InsufficientCredits,
@@ -307,6 +310,7 @@ def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
         (now, day, from_bonus, job_id),
     )
     _add_usage(conn, guild_id, user_id, day, to_allowance)
+    _add_week_spend(conn, guild_id, user_id, day, amount, 1)
     conn.execute(
         "INSERT INTO guild_days (guild_id, day, spent) VALUES (?, ?, ?)"
         " ON CONFLICT (guild_id, day) DO UPDATE SET spent = spent + excluded.spent",
@@ -354,6 +358,7 @@ def refund_committed(conn: sqlite3.Connection, job_id: int, now: float) -> int:
         "UPDATE guild_days SET spent = MAX(0, spent - ?) WHERE guild_id = ? AND day = ?",
         (amount, guild_id, committed_day),
     )
+    _add_week_spend(conn, guild_id, user_id, committed_day, -amount, -1)
     conn.execute(
         "UPDATE ledger SET state = 'refunded', refunded_at = ? WHERE job_id = ?",
         (now, job_id),
@@ -376,6 +381,19 @@ def _add_usage(conn: sqlite3.Connection, guild_id: int, user_id: int, day: int, 
         "INSERT INTO member_days (guild_id, user_id, day, used) VALUES (?, ?, ?, MAX(0, ?))"
         " ON CONFLICT (guild_id, user_id, day) DO UPDATE SET used = MAX(0, used + ?)",
         (guild_id, user_id, day, delta, delta),
+    )
+
+
+def _add_week_spend(
+    conn: sqlite3.Connection, guild_id: int, user_id: int, day: int, credits: int, jobs: int
+) -> None:
+    # Ranking a week straight from the ledger sorts every job the server committed that week
+    # (tens of ms for a busy server); these totals are indexed in ranking order instead.
+    conn.execute(
+        "INSERT INTO member_week_spend (guild_id, week, user_id, credits, jobs)"
+        " VALUES (?, ?, ?, MAX(0, ?), MAX(0, ?)) ON CONFLICT (guild_id, week, user_id)"
+        " DO UPDATE SET credits = MAX(0, credits + ?), jobs = MAX(0, jobs + ?)",
+        (guild_id, week_first_day(day), user_id, credits, jobs, credits, jobs),
     )
 
 

@@ -191,7 +191,40 @@ ALTER TABLE jobs ADD COLUMN delivery_since REAL;
 CREATE INDEX ix_jobs_delivery ON jobs (delivery_since) WHERE delivery_since IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# 7: scale (a million jobs).
+# * /mod cancel and /mod remove offer the server's newest unfinished / kept results (ORDER BY
+#   id DESC LIMIT 25), and unfinished(guild_id=) lists the server's unfinished jobs; with only
+#   ix_jobs_member (guild_id, user_id, id) SQLite read every job the server ever had and sorted
+#   them (seconds). These two walk just the rows those lists show, in id order, and stop at the
+#   limit. Their WHERE is written exactly like the queries' (models.ACTIVE_SQL): that is what
+#   lets SQLite prove it may use a partial index.
+# * /quota-admin top period:week summed a week of the server's ledger rows per member and
+#   sorted them (tens of ms on a busy server, growing with its traffic). member_week_spend
+#   keeps each member's committed credits and jobs per ISO week (week = the day number of its
+#   Monday, clock.week_first_day), updated with the ledger (ledger.commit, refund_committed),
+#   and its index is in ranking order, so a week's top members are its first rows. It starts
+#   from the committed ledger rows; day 0 was a Thursday, so a day's Monday is
+#   day - (day + 3) % 7.
+_V7 = f"""
+CREATE INDEX ix_jobs_guild_kept ON jobs (guild_id, id) WHERE state = 'done' AND removed_at IS NULL;
+CREATE INDEX ix_jobs_guild_active ON jobs (guild_id, id) WHERE state IN {_ACTIVE};
+
+CREATE TABLE member_week_spend (
+    guild_id INTEGER NOT NULL,
+    week     INTEGER NOT NULL,
+    user_id  INTEGER NOT NULL,
+    credits  INTEGER NOT NULL DEFAULT 0 CHECK (credits >= 0),
+    jobs     INTEGER NOT NULL DEFAULT 0 CHECK (jobs >= 0),
+    PRIMARY KEY (guild_id, week, user_id)
+) WITHOUT ROWID;
+CREATE INDEX ix_member_week_spend_top ON member_week_spend (guild_id, week, credits DESC, user_id)
+    WHERE jobs > 0;
+INSERT INTO member_week_spend (guild_id, week, user_id, credits, jobs)
+    SELECT guild_id, committed_day - (committed_day + 3) % 7, user_id, SUM(amount), COUNT(*)
+    FROM ledger WHERE state = 'committed' GROUP BY 1, 2, 3;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 
 class SchemaTooNew(RuntimeError):
