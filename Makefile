@@ -37,6 +37,9 @@ format: $(STAMP)
 bench: $(STAMP)  ## print the benchmark figures recorded in the README
 	$(PY) bench/ledger.py
 	$(PY) bench/startup.py
+	$(PY) bench/delivery.py --jobs 1000
+	$(PY) bench/delivery.py --jobs 1000 --webhooks
+	$(PY) bench/delivery.py --scenario expired-tokens
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -68,3 +68,11 @@ async def test_budget_holds_its_rate(rate):
         await asyncio.gather(*(budget.acquire(Lane.POLL) for _ in range(11)))
     assert loop.time() - started >= 10 / rate * 0.9
     budget.close()
+
+
+def test_an_unseen_combination_borrows_the_accounts_learnt_speed():
+    estimator = Estimator()
+    published = estimator.estimate(("v4.5", "720p", 8))
+    for seconds in (9, 10, 11):  # this account is 4.5x faster than published at 540p 5 s
+        estimator.record(KEY, seconds)
+    assert estimator.estimate(("v4.5", "720p", 8)) == pytest.approx(published / 4.5)

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.jobs.delivery import DeliveryPolicy, FinalDelivery
@@ -427,7 +428,7 @@ class JobRunner:
             return  # cancelled (``cancel``) while this poll was in flight: nothing to show
         status = result.status
         if status == VideoStatus.DONE and result.video_url:
-            await self._finish_done(entry, result.video_url)
+            await self._finish_done(entry, result.video_url, _generation_seconds(result))
         elif status == VideoStatus.MODERATED:
             await self._finish_failed(
                 entry,
@@ -451,7 +452,9 @@ class JobRunner:
                 job, JobState.GENERATING, elapsed=elapsed, estimate=self.estimate(job)
             )
 
-    async def _finish_done(self, entry: _Generating, url: str) -> None:
+    async def _finish_done(
+        self, entry: _Generating, url: str, generated: float | None = None
+    ) -> None:
         job = entry.job
         # Committed first, shown after: the job stays "delivering" in the database until a
         # route to Discord works, so a crash in between re-delivers and never re-charges.
@@ -460,9 +463,11 @@ class JobRunner:
             return
         done = self._elapsed(job)
         self._untrack(job.id, finished=True)
-        # The video became ready between the last "still generating" poll and this one:
-        # learning the midpoint keeps our own polling delay out of future estimates.
-        sample = done if entry.last_pending is None else (entry.last_pending + done) / 2
+        # PixVerse's own timestamps say how long it took. Without them, the video became
+        # ready between the last "still generating" answer (or the start) and this poll:
+        # the midpoint keeps our polling delay out of the estimate, which learning "found
+        # at the first poll" would feed back into ever later first polls.
+        sample = generated or ((entry.last_pending or 0.0) + done) / 2
         self._estimator.record(entry.key, sample)
         fresh = await self._jobs.get(job.id)
         self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
@@ -603,6 +608,18 @@ def _video_id(job: Job) -> int:
 def _key(job: Job) -> Key:
     p = job.params
     return (p.model.value, p.quality.value, p.duration)
+
+
+def _generation_seconds(result: VideoResult) -> float | None:
+    """Seconds from PixVerse's create_time to modify_time (docs/pixverse.md, "Result and
+    status codes": whole-second UTC stamps like 2026-09-22T15:16:40Z), if both parse."""
+    try:
+        created = datetime.fromisoformat(result.create_time or "")
+        modified = datetime.fromisoformat(result.modify_time or "")
+        seconds = (modified - created).total_seconds()
+    except (ValueError, TypeError):  # unparseable, or one stamp with a zone and one without
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _started(job: Job) -> float:

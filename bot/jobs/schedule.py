@@ -63,7 +63,7 @@ class Estimator:
             return Window(prior * 0.5, prior, prior * 1.5)
         median = ordered[len(ordered) // 2]  # the median shrugs off one stuck job
         # Few samples say little about the tails: widen the window until more arrive.
-        slack = 0.25 if len(ordered) < 5 else 0.1
+        slack = 0.15 if len(ordered) < 5 else 0.05
         return Window(ordered[0] * (1 - slack), median, ordered[-1] * (1 + slack))
 
     def chance_done(self, key: Key, since: float, now: float) -> float:
@@ -83,9 +83,20 @@ class Estimator:
     def _prior(self, key: Key) -> float:
         if self._default is not None:
             return self._default
-        _, quality, duration = key
-        base = DEFAULT_ESTIMATES.get(quality, FALLBACK_ESTIMATE)
-        return base * (1.6 if duration >= 8 else 1.0)
+        # An account that is fast (or slow) for one combination is so for the others: scale
+        # the published figures by how this account's learnt medians compare with them.
+        speeds = [
+            ordered[len(ordered) // 2] / _published(known)
+            for known, ordered in self._sorted.items()
+        ]
+        speed = sorted(speeds)[len(speeds) // 2] if speeds else 1.0
+        return _published(key) * speed
+
+
+def _published(key: Key) -> float:
+    _, quality, duration = key
+    base = DEFAULT_ESTIMATES.get(quality, FALLBACK_ESTIMATE)
+    return base * (1.6 if duration >= 8 else 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +105,7 @@ class PollSchedule:
 
     first_delay: float = 5.0  # the earliest first poll (docs: first poll after ~5 s)
     min_delay: float = 1.0  # never closer than this for one job
-    steady_delay: float = 2.0  # inside the likely window: a result is shown ~1 s late
+    steady_delay: float = 1.5  # inside the likely window: a result is shown ~0.75 s late
     late_delay: float = 15.0  # long past the window: PixVerse is slow, ease off
     webhook_grace: float = 20.0  # with webhooks: how long past the window a fallback waits
 

@@ -61,6 +61,7 @@ class _Slot:
     last_key: tuple[str, str] | None = None
     last_edit: float = float("-inf")
     pending: JobUpdate | None = None
+    seen: tuple[object, ...] | None = None  # what the last progress update said, cheaply
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token_dead: bool = False
     gone: bool = False  # the message was deleted: intermediate updates stop
@@ -118,6 +119,10 @@ class DiscordStatusReporter:
             return await self._show_final(slot, update)
         if slot.gone or slot.target.message_id is None:
             return slot.target
+        seen = _progress_key(update)
+        if seen == slot.seen:
+            return slot.target  # most polls change nothing shown: skip rendering them
+        slot.seen = seen
         if render(update).key == slot.last_key:
             slot.pending = None
             return slot.target
@@ -399,6 +404,14 @@ def _token_failure(exc: discord.HTTPException) -> bool:
         or exc.code == INVALID_WEBHOOK_TOKEN
         or (exc.status == 404 and exc.code not in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL))
     )
+
+
+def _progress_key(update: JobUpdate) -> tuple[object, ...]:
+    """What a progress update shows, in the steps ``render`` shows it (elapsed time in
+    five-second steps): equal keys render equally."""
+    elapsed = None if update.elapsed is None else int(update.elapsed // 5)
+    estimate = None if update.estimate is None else int(update.estimate)
+    return (update.state, update.queue_position, update.waiting, elapsed, estimate)
 
 
 def _describe(exc: BaseException) -> str:
