@@ -112,7 +112,6 @@ class JobRunner:
         self._generating: dict[int, _Generating] = {}
         self._by_video: dict[int, int] = {}  # PixVerse video id -> job id, for webhooks
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._services: list[asyncio.Task[None]] = []
         self._budget = RequestBudget(self._config.requests_per_second, self._config.request_burst)
         self._estimator = Estimator(default=self._config.default_estimate)
@@ -169,7 +168,7 @@ class JobRunner:
         self._wake.set()
         await self._scheduler.stop()
         await self._delivery.stop()
-        tasks = [*self._services, *self._starting.values(), *self._tasks]
+        tasks = [*self._services, *self._starting.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
