@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 from bot.jobs.delivery import DeliveryPolicy, FinalDelivery
 from bot.jobs.progress import JobUpdate, ProgressReporter, VideoFile
 from bot.jobs.schedule import Estimator, Key, Lane, PollSchedule, RequestBudget
-from bot.jobs.scheduler import PollScheduler
+from bot.jobs.scheduler import PollScheduler, wait_event
 from bot.pixverse import (
     AuthError,
     ConcurrencyLimit,
@@ -83,7 +82,6 @@ class RunnerConfig:
 class _Generating:
     job: Job
     key: Key
-    last_pending: float | None = None  # elapsed seconds at the last "still generating" poll
 
 
 class JobFailure(Exception):
@@ -206,7 +204,7 @@ class JobRunner:
                 await self._show_queue()
             except Exception:
                 log.exception("Job dispatch failed; retrying shortly")
-            await _wait(self._wake, self._config.idle_check)
+            await wait_event(self._wake, self._config.idle_check)
 
     async def _fill_slots(self) -> None:
         while self.active < self._config.max_active and self._monotonic() >= self._busy_until:
@@ -445,7 +443,6 @@ class JobRunner:
                     entry, f"PixVerse did not finish within {minutes:.0f} minutes."
                 )
                 return
-            entry.last_pending = elapsed
             self._scheduler.still_running(job.id, elapsed)
             await self._report(
                 job, JobState.GENERATING, elapsed=elapsed, estimate=self.estimate(job)
@@ -461,12 +458,13 @@ class JobRunner:
             self._untrack(job.id, finished=False)
             return
         done = self._elapsed(job)
+        last_pending = self._scheduler.checked(job.id)
         self._untrack(job.id, finished=True)
         # PixVerse's own timestamps say how long it took. Without them, the video became
         # ready between the last "still generating" answer (or the start) and this poll:
         # the midpoint keeps our polling delay out of the estimate, which learning "found
         # at the first poll" would feed back into ever later first polls.
-        sample = generated or ((entry.last_pending or 0.0) + done) / 2
+        sample = generated or ((last_pending or 0.0) + done) / 2
         self._estimator.record(entry.key, sample)
         fresh = await self._jobs.get(job.id)
         self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
@@ -588,15 +586,6 @@ def explain(error: PixVerseError) -> str:
     if isinstance(error, NotFound):
         return "PixVerse could not find the source of this job."
     return "PixVerse failed to take the job; please try again later."
-
-
-async def _wait(event: asyncio.Event, seconds: float | None) -> None:
-    """Wait for ``event`` at most ``seconds``. ``asyncio.timeout`` rather than
-    ``wait_for``: on Python 3.11 the latter can swallow a cancellation that arrives as the
-    event is set, which would keep a stopping runner alive."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 def _video_id(job: Job) -> int:

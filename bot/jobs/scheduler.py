@@ -140,6 +140,11 @@ class PollScheduler:
             self._spawn_check(entry, Lane.URGENT)
         return True
 
+    def checked(self, job_id: int) -> float | None:
+        """Generation seconds at the job's last "still generating" answer, if any."""
+        entry = self._entries.get(job_id)
+        return entry.checked if entry is not None and entry.polls else None
+
     def window(self, key: Key) -> Window:
         return self._estimator.window(key)
 
@@ -169,7 +174,7 @@ class PollScheduler:
                 continue
             timeout = self._due[0][0] - self._monotonic() if self._due else None
             if not self._ready:
-                await _wait(self._wake, timeout)
+                await wait_event(self._wake, timeout)
 
     async def _pass(self) -> None:
         self._collect()
@@ -263,7 +268,7 @@ class PollScheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _wait(event: asyncio.Event, seconds: float | None) -> None:
+async def wait_event(event: asyncio.Event, seconds: float | None) -> None:
     """Wait for ``event`` at most ``seconds``. ``asyncio.timeout`` rather than ``wait_for``:
     on Python 3.11 the latter can swallow a cancellation that arrives as the event is set."""
     with contextlib.suppress(TimeoutError):
