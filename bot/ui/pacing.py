@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -74,12 +74,13 @@ class DiscordPacer:
         self._progress: defaultdict[int, _Window] = defaultdict(lambda: _Window(span))
         self._global = _Window(1.0)
         self._global_progress = _Window(1.0)
-        self._finals_waiting: defaultdict[int, int] = defaultdict(int)
+        # Per channel, how many finals of each priority wait for the channel's bucket.
+        self._finals_waiting: defaultdict[int, Counter[Priority]] = defaultdict(Counter)
 
     def progress_wait(self, channel_id: int, *, channel_route: bool) -> float:
         """Seconds until a progress edit may go to this channel (0 = now)."""
         now = self._clock()
-        if self._finals_waiting.get(channel_id):
+        if channel_id in self._finals_waiting:
             return 0.25  # finals first: look again shortly
         limits = self._limits
         times = [self._progress[channel_id].free_at(now, limits.progress_per_channel)]
@@ -98,11 +99,14 @@ class DiscordPacer:
             self._global.add(now)
             self._global_progress.add(now)
 
-    async def final_turn(self, channel_id: int, *, channel_route: bool) -> None:
-        """Wait (briefly: a final goes ahead of everything but the bucket itself) until a
-        final may go, and count it."""
+    async def final_turn(
+        self, channel_id: int, *, channel_route: bool, priority: Priority = Priority.RESULT
+    ) -> None:
+        """Wait (briefly: a final goes ahead of everything but the bucket itself, and a
+        failure lets a waiting result go first) until a final may go, and count it."""
         if channel_route:
-            self._finals_waiting[channel_id] += 1
+            waiting = self._finals_waiting[channel_id]
+            waiting[priority] += 1
             try:
                 while True:
                     now = self._clock()
@@ -110,12 +114,14 @@ class DiscordPacer:
                         self._channel[channel_id].free_at(now, self._limits.channel_requests),
                         self._global.free_at(now, self._limits.global_per_second),
                     )
-                    if ready <= now:
+                    if ready <= now and not any(
+                        waiting[earlier] for earlier in Priority if earlier < priority
+                    ):
                         break
-                    await asyncio.sleep(ready - now)
+                    await asyncio.sleep(max(ready - now, 0.05))
             finally:
-                self._finals_waiting[channel_id] -= 1
-                if not self._finals_waiting[channel_id]:
+                waiting[priority] -= 1
+                if not any(waiting.values()):
                     del self._finals_waiting[channel_id]
             now = self._clock()
             self._channel[channel_id].add(now)

@@ -30,6 +30,9 @@ _COLOUR = {
 }
 _BAR_CELLS = 10
 PROMPT_PREVIEW = 80
+# Elapsed time is shown in steps this long: a status that changed every second would be
+# edited constantly.
+ELAPSED_STEP = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,7 @@ def _state_line(update: JobUpdate) -> str:
             return f"{label}: position {update.queue_position} in line"
         return f"{label}: starting soon"
     if update.state is JobState.GENERATING and update.elapsed is not None:
-        # Five-second steps: a status that changes every second would be edited constantly.
-        elapsed = update.elapsed - update.elapsed % 5
+        elapsed = update.elapsed - update.elapsed % ELAPSED_STEP
         if update.estimate:
             remaining = max(update.estimate - elapsed, 0)
             eta = f"about {format_seconds(remaining)} left" if remaining >= 5 else "almost done"

@@ -31,7 +31,7 @@ from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.store.models import JobState
 from bot.ui.pacing import DiscordPacer, Priority
-from bot.ui.render import Rendered, render
+from bot.ui.render import ELAPSED_STEP, Rendered, render
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -212,14 +212,13 @@ class DiscordStatusReporter:
         if waiting is not None:
             waiting.pop(update.job_id, None)
         rendered = render(update)
-        priority = Priority.RESULT if update.state is JobState.DONE else Priority.FAILURE
         failures: list[str] = []
         # The lock waits for a progress edit already on its way (bounded by its timeout),
         # so it cannot land after the final and turn the message back.
         async with slot.lock:
             if not slot.gone and slot.target.message_id is not None:
                 try:
-                    await self._edit_final(slot, update, rendered, priority, failures)
+                    await self._edit_final(slot, update, rendered, failures)
                     return self._finish(update, slot.target)
                 except _MessageGone:
                     slot.gone = True
@@ -241,12 +240,12 @@ class DiscordStatusReporter:
         slot: _Slot,
         update: JobUpdate,
         rendered: Rendered,
-        priority: Priority,
         failures: list[str],
     ) -> None:
         """Edit the status message: webhook first, then the channel. Raises _MessageGone,
         or _Retry when neither route worked this time."""
         channel_id = slot.target.channel_id
+        priority = _priority(update)
         if self._token_usable(slot):
             try:
                 await self._pacer.final_turn(channel_id, channel_route=False)
@@ -258,7 +257,7 @@ class DiscordStatusReporter:
             except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 failures.append(f"webhook: {_describe(exc)}")
         try:
-            await self._pacer.final_turn(channel_id, channel_route=True)
+            await self._pacer.final_turn(channel_id, channel_route=True, priority=priority)
             async with asyncio.timeout(FINAL_TIMEOUT):
                 await self._edit(slot, update, rendered, with_view=True, route="channel")
             return
@@ -309,7 +308,9 @@ class DiscordStatusReporter:
                 }
             )
 
-        await self._pacer.final_turn(update.channel_id, channel_route=True)
+        await self._pacer.final_turn(
+            update.channel_id, channel_route=True, priority=_priority(update)
+        )
         try:
             async with asyncio.timeout(FINAL_TIMEOUT):
                 message = await self._send_with_file_fallback(update, send)
@@ -406,10 +407,14 @@ def _token_failure(exc: discord.HTTPException) -> bool:
     )
 
 
+def _priority(update: JobUpdate) -> Priority:
+    return Priority.RESULT if update.state is JobState.DONE else Priority.FAILURE
+
+
 def _progress_key(update: JobUpdate) -> tuple[object, ...]:
-    """What a progress update shows, in the steps ``render`` shows it (elapsed time in
-    five-second steps): equal keys render equally."""
-    elapsed = None if update.elapsed is None else int(update.elapsed // 5)
+    """What a progress update shows, in the steps ``render`` shows it: equal keys render
+    equally."""
+    elapsed = None if update.elapsed is None else int(update.elapsed // ELAPSED_STEP)
     estimate = None if update.estimate is None else int(update.estimate)
     return (update.state, update.queue_position, update.waiting, elapsed, estimate)
 
