@@ -51,11 +51,10 @@ from typing import Any
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIM = ROOT / "tests" / "process_shim"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fakediscord import FakeDiscord, InteractionHandle  # noqa: E402
+from fakediscord import FakeDiscord, InteractionHandle, child_env  # noqa: E402
 
 from bot.simulator import Simulator, SimulatorConfig  # noqa: E402
 
@@ -181,25 +180,22 @@ def make_fake(plan: Plan, notes: list[str]) -> FakeDiscord:
 
 
 def bot_env(plan: Plan, fake: FakeDiscord, sim: Simulator, guild_id: int, work: Path) -> dict:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(work),
-        "PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_WS": fake.ws_url,
-        "DISCORD_TOKEN": fake.bot_token,
-        "DEV_GUILD_ID": str(guild_id),
-        "PIXVERSE_BASE_URL": sim.base_url,
-        "PIXVERSE_API_KEY": "bench-key",
-        "DATABASE_PATH": str(work / "data" / "bot.sqlite3"),
-        "MAX_ACTIVE_JOBS": str(plan.max_active),
-        "MAX_JOBS_PER_USER": "8",
-        "DAILY_CREDITS": "1000000",
-        "PIXVERSE_REQUESTS_PER_SECOND": f"{plan.requests_per_second:g}",
+    env = child_env(
+        fake,
+        work,
+        code=ROOT,
+        DEV_GUILD_ID=str(guild_id),
+        PIXVERSE_BASE_URL=sim.base_url,
+        PIXVERSE_API_KEY="bench-key",
+        DATABASE_PATH=str(work / "data" / "bot.sqlite3"),
+        MAX_ACTIVE_JOBS=str(plan.max_active),
+        MAX_JOBS_PER_USER="8",
+        DAILY_CREDITS="1000000",
+        PIXVERSE_REQUESTS_PER_SECOND=f"{plan.requests_per_second:g}",
         # Commands are paced so that one member's are >= 3.5 s apart anyway.
-        "COMMAND_COOLDOWN_SECONDS": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+        COMMAND_COOLDOWN_SECONDS="0",
+        LOG_LEVEL="WARNING",
+    )
     if plan.webhooks:
         assert sim.config.webhook_secret is not None and sim.config.webhook_url is not None
         env["PIXVERSE_WEBHOOK_SECRET"] = sim.config.webhook_secret

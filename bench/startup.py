@@ -48,11 +48,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-SHIM = TESTS / "process_shim"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TESTS))
 
-from fakediscord import FakeDiscord, FakeDiscordError, permissions  # noqa: E402
+from fakediscord import FakeDiscord, FakeDiscordError, child_env, permissions  # noqa: E402
 
 from bot.pixverse.rules import (  # noqa: E402
     DURATIONS,
@@ -349,17 +348,8 @@ async def _start_bot(
 ) -> asyncio.subprocess.Process:
     # What an operator runs, with the test shim pointing discord.py at the fake; no
     # DEV_GUILD_ID, so the commands are synced globally when their hash changed (production).
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(workdir),
-        # Ahead of the editable install, so ``code`` is the bot that runs.
-        "PYTHONPATH": os.pathsep.join([str(SHIM), str(code)]),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_WS": fake.ws_url,
-        "DISCORD_TOKEN": fake.bot_token,
-        "DATABASE_PATH": str(database),
-        "LOG_LEVEL": "INFO",
-    }
+    # ``code`` goes ahead of the editable install on PYTHONPATH: it is the bot that runs.
+    env = child_env(fake, workdir, code=code, DATABASE_PATH=str(database), LOG_LEVEL="INFO")
     # A file, not a pipe: nobody has to drain it while the bench waits on the fake.
     with (workdir / "bot.log").open("ab") as log:
         return await asyncio.create_subprocess_exec(

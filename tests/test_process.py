@@ -9,29 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
-from fakediscord import FakeDiscord
+from fakediscord import FakeDiscord, child_env
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIM = Path(__file__).resolve().parent / "process_shim"
 
 
 async def start_bot_process(fake: FakeDiscord, guild_id: int, workdir: Path, *args: str):
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(workdir),
-        "PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]),
-        "FAKE_DISCORD_API": fake.api_base,
-        "FAKE_DISCORD_WS": fake.ws_url,
-        "DISCORD_TOKEN": fake.bot_token,
-        "DEV_GUILD_ID": str(guild_id),
-        "LOG_LEVEL": "INFO",
-    }
+    env = child_env(fake, workdir, code=ROOT, DEV_GUILD_ID=str(guild_id), LOG_LEVEL="INFO")
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

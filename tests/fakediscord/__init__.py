@@ -33,6 +33,7 @@ from .models import (
     StoredFile,
     User,
 )
+from .process import child_env
 from .ratelimits import Limit, RateLimiter
 from .server import FakeDiscord, RateLimitRule
 
@@ -59,5 +60,6 @@ __all__ = [
     "Role",
     "StoredFile",
     "User",
+    "child_env",
     "permissions",
 ]
