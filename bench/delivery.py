@@ -614,33 +614,34 @@ def report(run: Run, figures: dict[str, Any]) -> bool:
     row("command answered, p95", fmt(f["answer_p95_s"], " s"))
     delay_ratio = ratio(f["delay_p50_s"], f["baseline_delay_p50_s"])
     query_ratio = ratio(f["result_queries_per_job"], f["baseline_queries_per_job"])
+    # The p50 target depends on the mode: absolute with webhooks or expired tokens, a ratio
+    # to the baseline when polling alone.
     if plan.scenario == "expired-tokens":
-        row(
+        label, target, met = (
             "delay p50 (delivered)",
-            fmt(f["delay_p50_s"], " s", 3),
-            fmt(f["baseline_delay_p50_s"], " s"),
-            fmt(delay_ratio),
             f"<= {EXPIRED_P50:g} s",
             f["delay_p50_s"] <= EXPIRED_P50,
         )
     elif plan.webhooks:
-        row(
+        label, target, met = (
             "delay p50",
-            fmt(f["delay_p50_s"], " s", 3),
-            fmt(f["baseline_delay_p50_s"], " s"),
-            fmt(delay_ratio),
             f"<= {HOOK_P50 * 1000:.0f} ms",
             f["delay_p50_s"] <= HOOK_P50,
         )
     else:
-        row(
+        label, target, met = (
             "delay p50",
-            fmt(f["delay_p50_s"], " s", 3),
-            fmt(f["baseline_delay_p50_s"], " s"),
-            fmt(delay_ratio),
             f"ratio <= {POLL_DELAY_RATIO:g}",
             delay_ratio <= POLL_DELAY_RATIO,
         )
+    row(
+        label,
+        fmt(f["delay_p50_s"], " s", 3),
+        fmt(f["baseline_delay_p50_s"], " s"),
+        fmt(delay_ratio),
+        target,
+        met,
+    )
     row(
         "delay p95",
         fmt(f["delay_p95_s"], " s"),
