@@ -76,9 +76,3 @@ def test_an_unseen_combination_borrows_the_accounts_learnt_speed():
     for seconds in (9, 10, 11):  # this account is 4.5x faster than published at 540p 5 s
         estimator.record(KEY, seconds)
     assert estimator.estimate(("v4.5", "720p", 8)) == pytest.approx(published / 4.5)
-
-
-def test_recording_says_when_the_schedule_should_be_replanned():
-    estimator = Estimator()
-    assert estimator.record(KEY, 10.0)  # published 45 s: a big move
-    assert not estimator.record(KEY, 10.2)  # the same picture

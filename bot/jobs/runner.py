@@ -465,8 +465,7 @@ class JobRunner:
         # the midpoint keeps our polling delay out of the estimate, which learning "found
         # at the first poll" would feed back into ever later first polls.
         sample = generated or ((last_pending or 0.0) + done) / 2
-        if self._estimator.record(entry.key, sample):
-            self._scheduler.replan()
+        self._estimator.record(entry.key, sample)
         fresh = await self._jobs.get(job.id)
         self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
         self.wake()

@@ -45,16 +45,10 @@ class Estimator:
         self._size = window
         self._default = default
 
-    def record(self, key: Key, seconds: float) -> bool:
-        """Learn one generation time; True when that moved what the schedule relies on (this
-        combination's earliest likely finish, or the account's speed that unseen
-        combinations borrow) by more than a tenth."""
-        before = (self.window(key).earliest, self._speed())
+    def record(self, key: Key, seconds: float) -> None:
         samples = self._samples.setdefault(key, deque(maxlen=self._size))
         samples.append(seconds)
         self._sorted[key] = sorted(samples)
-        after = (self.window(key).earliest, self._speed())
-        return any(abs(new - old) > 0.1 * old for old, new in zip(before, after, strict=True))
 
     def has(self, key: Key) -> bool:
         return key in self._sorted
@@ -89,16 +83,14 @@ class Estimator:
     def _prior(self, key: Key) -> float:
         if self._default is not None:
             return self._default
-        return _published(key) * self._speed()
-
-    def _speed(self) -> float:
-        """An account that is fast (or slow) for one combination is so for the others: how
-        this account's learnt medians compare with the published figures."""
-        speeds = sorted(
+        # An account that is fast (or slow) for one combination is so for the others: scale
+        # the published figures by how this account's learnt medians compare with them.
+        speeds = [
             ordered[len(ordered) // 2] / _published(known)
             for known, ordered in self._sorted.items()
-        )
-        return speeds[len(speeds) // 2] if speeds else 1.0
+        ]
+        speed = sorted(speeds)[len(speeds) // 2] if speeds else 1.0
+        return _published(key) * speed
 
 
 def _published(key: Key) -> float:

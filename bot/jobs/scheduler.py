@@ -116,13 +116,6 @@ class PollScheduler:
         entry.webhook = False  # a webhook said "changed", yet it runs: keep polling it
         self._plan(entry, elapsed)
 
-    def replan(self) -> None:
-        """The estimates moved: jobs still waiting for their first poll get a new time (the
-        first jobs of a combination were planned on published figures)."""
-        for entry in self._entries.values():
-            if entry.polls == 0 and not entry.in_flight and not entry.webhook:
-                self._plan(entry, self.elapsed(entry))
-
     def retry_later(self, job_id: int, delay: float) -> None:
         """A poll failed (PixVerse unreachable, an unexpected error): try again in ``delay``."""
         entry = self._entries.get(job_id)
