@@ -66,6 +66,7 @@ class RunnerConfig:
     request_burst: int = 20
     poll_concurrency: int = 16
     webhooks: bool = False  # PixVerse's webhooks are received: polls are only the fallback
+    progress_every: float = 5.0  # seconds of generation between progress reports
     # §9: hard stop ~15 min; PixVerse itself refunds after 2 h, so ours is the stricter one.
     generation_timeout: float = 15 * 60.0
     max_attempts: int = 4  # transient failures of one step, after the client's own retries
@@ -82,6 +83,7 @@ class RunnerConfig:
 class _Generating:
     job: Job
     key: Key
+    reported: float = float("-inf")  # elapsed seconds at the last progress report
 
 
 class JobFailure(Exception):
@@ -444,9 +446,13 @@ class JobRunner:
                 )
                 return
             self._scheduler.still_running(job.id, elapsed)
-            await self._report(
-                job, JobState.GENERATING, elapsed=elapsed, estimate=self.estimate(job)
-            )
+            # Polls come every second or two near the finish; the elapsed time a member sees
+            # moves in coarser steps, so most polls would report nothing new.
+            if elapsed - entry.reported >= self._config.progress_every:
+                entry.reported = elapsed
+                await self._report(
+                    job, JobState.GENERATING, elapsed=elapsed, estimate=self.estimate(job)
+                )
 
     async def _finish_done(
         self, entry: _Generating, url: str, generated: float | None = None
