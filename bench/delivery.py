@@ -58,7 +58,7 @@ from fakediscord import FakeDiscord, InteractionHandle, child_env  # noqa: E402
 
 from bot.simulator import Simulator, SimulatorConfig  # noqa: E402
 
-# v4.5 rules (pixverse-api.md §4.1): no 1080p with 8 s.
+# v4.5 rules (docs/pixverse.md, "Input limits"): no 1080p with 8 s.
 COMBOS: list[tuple[str, int]] = [
     ("360p", 5),
     ("360p", 8),

@@ -15,7 +15,7 @@ _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class Settings(BaseSettings):
-    """Every variable of interface.md; names are the environment variable names."""
+    """Every variable of the README's settings table; names are the environment variable names."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     # PixVerse must reach the webhook port from outside, hence all interfaces by default.
     webhook_host: str = "0.0.0.0"  # noqa: S104
     pixverse_effects: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    # Operator overrides of pixverse-api.md §8 prices, keyed "model/quality/duration/motion".
+    # Operator overrides of the prices in docs/pixverse.md, "Credits", keyed
+    # "model/quality/duration/motion".
     credit_costs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     log_level: str = "INFO"
 

@@ -44,7 +44,7 @@ async def sync_commands(
     dev_guild_id: int | None,
     force_global: bool,
 ) -> list[str]:
-    """Sync as interface.md says; return what was synced, for the log and for tests."""
+    """Sync as the README's set-up steps say; return what was synced, for the log and for tests."""
     synced: list[str] = []
     if dev_guild_id is not None:
         guild = discord.Object(id=dev_guild_id)

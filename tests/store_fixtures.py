@@ -42,7 +42,7 @@ async def open_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
 
 
 def params(duration: int = 5, quality: Quality = Quality.P540, prompt: str = "a cat") -> JobParams:
-    """540p 5 s costs 45 credits, 540p 8 s costs 90 (pixverse-api.md §8)."""
+    """540p 5 s costs 45 credits, 540p 8 s costs 90 (docs/pixverse.md, "Credits")."""
     return JobParams(prompt=prompt, model=Model.V4_5, quality=quality, duration=duration)
 
 

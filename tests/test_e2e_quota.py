@@ -156,7 +156,7 @@ async def test_admin_show_reports_a_members_state_without_an_audit_row(world):
     )
     assert "**105** credits left" in reply_text(response)
     assert "Blocked" not in shown
-    # Looking is not a change: interface.md audits changes only.
+    # Looking is not a change: only changes write an audit row (README, "Commands").
     assert await audit_rows(world) == []
 
 

@@ -11,7 +11,7 @@ from bot.store import Store
 from bot.sync import SYNC_HASH_KEY
 
 REQUIRED = {"video", "extend", "jobs", "cancel", "quota", "quota-admin"}
-# Everything interface.md names; nothing else may be synced.
+# Every command the README's command table names; nothing else may be synced.
 KNOWN = REQUIRED | {"mod", "status"}
 ATTACHMENT, STRING, INTEGER, USER, ROLE, SUB_COMMAND = 11, 3, 4, 6, 8, 1
 GUILD_CONTEXT = 0
@@ -29,7 +29,7 @@ async def test_dev_guild_gets_every_command_at_start_and_nothing_goes_global(wor
     bot = await world.start_bot()
     names = set(by_name(world.fake.synced_commands(world.guild)))
     assert names >= REQUIRED
-    assert names <= KNOWN, f"commands not in interface.md: {sorted(names - KNOWN)}"
+    assert names <= KNOWN, f"commands not in the README: {sorted(names - KNOWN)}"
     assert world.fake.sync_count(world.guild) == 1
     assert world.fake.synced_commands() == []
     assert world.fake.sync_count() == 0

@@ -38,7 +38,7 @@ from bot.simulator import MODERATION_MARKER, NO_HD, Simulator, SimulatorConfig
 
 KEY = "pv-sk-3f9a7c21e8d04b6a"  # distinctive, so a leak is easy to spot
 START_CREDITS = 100_000
-I2V_COST = 45  # v4.5 / 540p / 5 s / normal (pixverse-api.md §8)
+I2V_COST = 45  # v4.5 / 540p / 5 s / normal (docs/pixverse.md, "Credits")
 NO_HD_TEMPLATE = 111_111_111_111_111
 
 
@@ -418,7 +418,8 @@ async def test_moderation_error_code_raises_moderation_rejected(
 async def test_upload_moderation_as_http_500_is_not_retried(
     client: PixVerseClient, sim: Simulator
 ) -> None:
-    # §1.2: HTTP 500 with lower-case keys; the ErrCode wins over the status.
+    # HTTP 500 with lower-case keys (docs/pixverse.md, "Envelope and errors"); the ErrCode
+    # wins over the status.
     sim.inject_fault("image_upload", "err_code", err_code=500052)
 
     with pytest.raises(ModerationRejected) as caught:

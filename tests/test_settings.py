@@ -1,4 +1,4 @@
-"""Settings from the environment and `.env` (interface.md "Settings")."""
+"""Settings from the environment and `.env` (the README's "Settings" table)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def problem_for(**variables: str) -> str:
 
 
 @pytest.mark.usefixtures("required")
-def test_defaults_match_interface_md() -> None:
+def test_defaults_match_readme() -> None:
     settings = load_settings(env_file=None)
 
     assert settings.pixverse_base_url == "https://app-api.pixverse.ai"

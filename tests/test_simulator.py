@@ -214,7 +214,7 @@ async def test_upload_generate_poll_and_download_a_real_mp4(api: Api):
 async def test_balance_is_charged_at_submit(api: Api):
     assert await api.balance() == START
     await api.video(quality="720p")
-    assert await api.balance() == START - 60  # §8: 720p 5 s normal
+    assert await api.balance() == START - 60  # 720p 5 s normal (docs/pixverse.md, "Credits")
     assert api.sim.balance == START - 60
 
 

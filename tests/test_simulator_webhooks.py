@@ -1,4 +1,6 @@
-"""The simulator's generation-time spread and its PixVerse webhooks (pixverse-api.md §9, §11).
+"""The simulator's generation-time spread and its PixVerse webhooks.
+
+See docs/pixverse.md, "Latency and polling" and "Webhooks".
 
 Every wait is bounded; everything listens on 127.0.0.1 only.
 """

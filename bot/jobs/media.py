@@ -2,9 +2,9 @@
 
 Images are opened lazily with Pillow (header only) so a decompression bomb is refused from
 its declared size before a single pixel is decoded; images larger than PixVerse's
-conservative 4,000 px bound are scaled down, keeping their aspect (interface.md).
-Videos are recognised by their container signature, and MP4/MOV headers are read for
-duration and size so PixVerse's limits (pixverse-api.md §7) are enforced up front.
+conservative 4,000 px bound are scaled down, keeping their aspect. Videos are recognised by
+their container signature, and MP4/MOV headers are read for duration and size so PixVerse's
+limits are enforced up front (both in docs/pixverse.md, "Input limits").
 """
 
 from __future__ import annotations

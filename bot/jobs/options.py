@@ -86,7 +86,8 @@ def build_options(
 
     notes: list[str] = []
     if chosen_style is not None and chosen_model not in STYLE_MODELS:
-        # §4.1: style is only effective on v3.5, so it is not sent with another model.
+        # Style is only effective on v3.5 (docs/pixverse.md, "Input limits"), so it is not
+        # sent with another model.
         notes.append(
             f"Style “{chosen_style.value}” only works with model v3.5, so it was left out."
         )

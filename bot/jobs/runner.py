@@ -6,7 +6,7 @@
 - Each state is persisted before the side effect that depends on it: the trace id is
   written before the generate POST, so a crash between upload and submit re-sends the same
   request with the same ``Ai-trace-id`` and PixVerse answers the first video instead of
-  starting a second one (pixverse-api.md §1.1).
+  starting a second one (docs/pixverse.md, "Transport and trace ids").
 - One scheduler (``bot.jobs.scheduler``) polls every generating job, when it is likely
   done; a verified webhook checks a job at once. Every PixVerse request, of any endpoint,
   goes through one request budget (``PIXVERSE_REQUESTS_PER_SECOND``).
@@ -67,7 +67,8 @@ class RunnerConfig:
     poll_concurrency: int = 16
     webhooks: bool = False  # PixVerse's webhooks are received: polls are only the fallback
     progress_every: float = 5.0  # seconds of generation between progress reports
-    # §9: hard stop ~15 min; PixVerse itself refunds after 2 h, so ours is the stricter one.
+    # Hard stop ~15 min; PixVerse itself refunds after 2 h, so ours is the stricter one
+    # (docs/pixverse.md, "Latency and polling").
     generation_timeout: float = 15 * 60.0
     max_attempts: int = 4  # transient failures of one step, after the client's own retries
     retry_delay: float = 5.0
@@ -318,7 +319,8 @@ class JobRunner:
             "duration": params.duration,
             "quality": params.quality,
             "negative_prompt": params.negative_prompt,
-            # §4.1: v5 has no motion_mode; "normal" is the default, so it is left out too.
+            # v5 has no motion_mode; "normal" is the default, so it is left out too
+            # (docs/pixverse.md, "Endpoints used").
             "motion_mode": params.motion if params.motion.value != "normal" else None,
             "seed": params.seed,
             "style": params.style,
@@ -360,7 +362,7 @@ class JobRunner:
         delay = self._config.busy_delay
         self._busy_until = self._monotonic() + delay
         # A refused request created nothing at PixVerse: the retry gets a fresh trace id, in
-        # case PixVerse replays errors for a repeated one (§14 leaves that open).
+        # case PixVerse replays errors for a repeated one (docs/pixverse.md, "Open questions").
         moved = await self._jobs.transition(
             job.id,
             (JobState.UPLOADING, JobState.SUBMITTED),

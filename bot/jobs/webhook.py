@@ -1,10 +1,10 @@
-"""PixVerse's signed result webhooks (pixverse-api.md §11): an early "look now" for the poller.
+"""PixVerse's signed result webhooks: an early "look now" for the poller.
 
 PixVerse POSTs ``{id, status, url, …}`` with ``Webhook-Timestamp``, ``Webhook-Nonce`` and
 ``Webhook-Signature`` = Base64(HMAC-SHA256(secret, "<ts>\\n<nonce>\\n<body as k=v&…>")).
 A verified call only makes the runner poll that job at once: the result itself is always
 read from ``video/result``, so a forged or replayed call can at worst cost one request, and
-polling stays the fallback when webhooks never arrive.
+polling stays the fallback when webhooks never arrive. See docs/pixverse.md, "Webhooks".
 """
 
 from __future__ import annotations
@@ -89,5 +89,6 @@ class WebhookReceiver:
         except (KeyError, TypeError, ValueError):
             return web.Response(status=400, text="no id")
         self._on_result(video_id)
-        # §11: PixVerse retries unless the answer is HTTP 200 with the body exactly "ok".
+        # PixVerse retries unless the answer is HTTP 200 with the body exactly "ok"
+        # (docs/pixverse.md, "Webhooks").
         return web.Response(text="ok")

@@ -5,8 +5,9 @@ for HTTP status *and* ErrCode, and failures become the exceptions of ``errors.py
 
 Retries are bounded, with exponential backoff and jitter, and only for transient failures.
 A generate POST is retried with the *same* ``Ai-trace-id``: PixVerse treats a repeated trace
-id as the same request and does not start a second video (pixverse-api.md §1.1), so a retry
-after a lost answer cannot double-charge. Every other call gets a fresh trace id per attempt.
+id as the same request and does not start a second video (see docs/pixverse.md,
+"Transport and trace ids"), so a retry after a lost answer cannot double-charge. Every
+other call gets a fresh trace id per attempt.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ ResponseT = TypeVar("ResponseT", bound=BaseModel)
 
 
 def new_trace_id() -> str:
-    """A fresh trace id; PixVerse wants a unique UUID-like value per request (§1.1)."""
+    """A fresh trace id; PixVerse wants a unique UUID-like value per request
+    (docs/pixverse.md, "Transport and trace ids")."""
     return str(uuid.uuid4())
 
 
@@ -245,8 +247,9 @@ def _unwrap(response: aiohttp.ClientResponse, payload: Any, model: type[Response
             envelope = Envelope.model_validate(payload)
         except ValidationError:
             envelope = None
-    # A non-zero ErrCode wins over the HTTP status: §1.2 documents moderation as HTTP 500
-    # with an envelope, and that must not be retried as a server error.
+    # A non-zero ErrCode wins over the HTTP status: PixVerse documents moderation as HTTP 500
+    # with an envelope (docs/pixverse.md, "Envelope and errors"), and that must not be
+    # retried as a server error.
     if envelope is not None and envelope.err_code != 0:
         raise error_for_code(envelope.err_code, envelope.err_msg, http_status=response.status)
     if response.status >= 300 or envelope is None:

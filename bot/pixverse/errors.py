@@ -1,7 +1,8 @@
 """PixVerse failures as a small exception hierarchy, mapped from ErrCode and HTTP status.
 
-The classes follow the "Bot class" column of pixverse-api.md §6, so callers decide what to do
-(refund, re-queue, retry, tell the member) with a plain ``isinstance`` ladder.
+The classes follow the "Class → effect" column of the ErrCode table (docs/pixverse.md,
+"Envelope and errors"), so callers decide what to do (refund, re-queue, retry, tell the
+member) with a plain ``isinstance`` ladder.
 """
 
 from __future__ import annotations

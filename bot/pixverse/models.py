@@ -1,4 +1,4 @@
-"""Typed requests and responses of the PixVerse API (pixverse-api.md §2–§5).
+"""Typed requests and responses of the PixVerse API (docs/pixverse.md, "Endpoints used").
 
 Nothing past the client sees a raw dict: responses are validated here, at the boundary.
 """
@@ -14,7 +14,8 @@ from bot.pixverse.rules import PROMPT_MAX, SEED_MAX, Model, Motion, Quality, Sty
 
 
 class VideoStatus(IntEnum):
-    """Result status codes (§5.1). Codes not listed are treated as still running."""
+    """Result status codes (docs/pixverse.md, "Result and status codes"). Codes not listed
+    are treated as still running."""
 
     DONE = 1
     GENERATING = 5
@@ -29,7 +30,8 @@ class VideoStatus(IntEnum):
 
 class Envelope(BaseModel):
     """Every answer: ``{"ErrCode", "ErrMsg", "Resp"}``; the upload-moderation HTTP 500 variant
-    uses lower-case keys (§1.2), so both spellings are accepted."""
+    uses lower-case keys, so both spellings are accepted (see docs/pixverse.md,
+    "Envelope and errors")."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -89,7 +91,8 @@ class VideoResult(_Response):
     resolution_ratio: int | None = None
     output_width: int | None = Field(default=None, alias="outputWidth")
     output_height: int | None = Field(default=None, alias="outputHeight")
-    # §5: `size` is not a byte count (a 2 MB clip reported 5); kept only for display.
+    # `size` is not a byte count (a 2 MB clip reported 5); kept only for display
+    # (docs/pixverse.md, "Result and status codes").
     size: float | None = None
     create_time: str | None = None
     modify_time: str | None = None
@@ -101,12 +104,13 @@ class VideoResult(_Response):
 
     @property
     def video_url(self) -> str | None:
-        """The download URL, which §10 says is valid only once the status is 1."""
+        """The download URL, valid only once the status is 1 (see docs/pixverse.md,
+        "Result and status codes")."""
         return self.url if self.status == VideoStatus.DONE and self.url else None
 
 
 class _GenerateRequest(BaseModel):
-    """Fields shared by every generate body (§4.2, §4.3, §4.5)."""
+    """Fields shared by every generate body (docs/pixverse.md, "Endpoints used")."""
 
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
@@ -121,7 +125,8 @@ class _GenerateRequest(BaseModel):
     template_id: int | None = None
 
     def body(self) -> dict[str, Any]:
-        """The JSON body: absent options are left out, ids stay JSON numbers (§1)."""
+        """The JSON body: absent options are left out, ids stay JSON numbers (see
+        docs/pixverse.md, "Transport and trace ids")."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -139,7 +144,7 @@ class ExtendRequest(_GenerateRequest):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ExtendRequest:
-        # §4.5: source_video_id XOR video_media_id.
+        # source_video_id XOR video_media_id (docs/pixverse.md, "Endpoints used").
         if (self.source_video_id is None) == (self.video_media_id is None):
             raise ValueError("extend needs exactly one of source_video_id or video_media_id")
         return self

@@ -1,8 +1,8 @@
-"""PixVerse's parameter rules and credit prices, as documented in shared/pixverse-api.md.
+"""PixVerse's parameter rules and credit prices, as documented in docs/pixverse.md.
 
 Pure data and functions: the bot validates against them before charging anyone, and the
-simulator enforces the same rules, so every fact lives once.  Section numbers refer to
-pixverse-api.md.
+simulator enforces the same rules, so every fact lives once. Comments name the sections of
+docs/pixverse.md they rest on.
 """
 
 from __future__ import annotations
@@ -38,16 +38,17 @@ class Style(StrEnum):
     CYBERPUNK = "cyberpunk"
 
 
-DURATIONS: tuple[int, ...] = (5, 8)  # §4.1: v3.5–v5 accept 5 or 8 seconds
-PROMPT_MAX = 2048  # §4.1: prompt / negative_prompt ≤ 2048 (ErrCode 400018 / 400019)
-SEED_MAX = 2_147_483_647  # §4.1: int32
-STYLE_MODELS = frozenset({Model.V3_5})  # §4.1: style only effective on v3.5
+# Parameters (docs/pixverse.md, "Input limits")
+DURATIONS: tuple[int, ...] = (5, 8)  # v3.5–v5 accept 5 or 8 seconds
+PROMPT_MAX = 2048  # prompt / negative_prompt ≤ 2048 (ErrCode 400018 / 400019)
+SEED_MAX = 2_147_483_647  # int32
+STYLE_MODELS = frozenset({Model.V3_5})  # style only effective on v3.5
 
-# §7 input limits
+# Input files (docs/pixverse.md, "Input limits")
 IMAGE_FORMATS = frozenset({"png", "jpeg", "webp"})
 IMAGE_MAX_BYTES = 20 * 1024 * 1024  # "< 20 MB"
 IMAGE_MAX_SIDE = 4000  # the conservative bound (500030); larger images are scaled down
-IMAGE_MAX_PIXELS = 50_000_000  # interface.md: over 50 megapixels is refused outright
+IMAGE_MAX_PIXELS = 50_000_000  # the bot's own guard: over 50 megapixels is refused outright
 VIDEO_FORMATS = frozenset({"mp4", "mov", "webm"})
 VIDEO_MAX_BYTES = 50 * 1024 * 1024
 VIDEO_MAX_SECONDS = 30
@@ -79,12 +80,14 @@ def check_combination(combo: Combination) -> None:
             raise RuleViolation(
                 "1080p has no fast motion: choose normal motion or a lower quality."
             )
-    # §4.1: 1080p is 5 s only up to v4.5; v5 prices 1080p 8 s (§8), so v5 allows it.
+    # 1080p is 5 s only up to v4.5; v5 prices 1080p 8 s, so v5 allows it (docs/pixverse.md,
+    # "Input limits" and "Credits").
     if combo.quality is Quality.P1080 and combo.duration != 5 and combo.model is not Model.V5:
         raise RuleViolation("1080p supports 5 s only: choose 5 s or a lower quality (or model v5).")
 
 
-# §8: credits per (quality, duration, motion) for v3.5 / v4 / v4.5, and for v5 (no motion).
+# Credits per (quality, duration, motion) for v3.5 / v4 / v4.5, and for v5 (no motion):
+# docs/pixverse.md, "Credits".
 _CLASSIC_PRICES: dict[tuple[Quality, int, Motion], int] = {
     (Quality.P360, 5, Motion.NORMAL): 45,
     (Quality.P360, 8, Motion.NORMAL): 90,
@@ -115,7 +118,8 @@ def cost_key(combo: Combination) -> str:
 
 
 def credit_cost(combo: Combination, overrides: dict[str, int] | None = None) -> int:
-    """Credits PixVerse charges for one generation (§8); raises RuleViolation if impossible."""
+    """Credits PixVerse charges for one generation (docs/pixverse.md, "Credits"); raises
+    RuleViolation if impossible."""
     check_combination(combo)
     if overrides and (key := cost_key(combo)) in overrides:
         return overrides[key]

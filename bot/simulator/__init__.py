@@ -1,4 +1,4 @@
-"""A local PixVerse API (pixverse-api.md) for trying and testing the bot without credits.
+"""A local PixVerse API (docs/pixverse.md) for trying and testing the bot without credits.
 
 Run it alone with ``python -m bot.simulator --port 8765``, in-process with
 ``python -m bot --simulate``, or from tests::
@@ -7,7 +7,8 @@ Run it alone with ``python -m bot.simulator --port 8765``, in-process with
         client = PixVerseClient(session, base_url=sim.base_url, api_key="any")
 
 A prompt containing ``MODERATION_MARKER`` ends in status 7 (moderation, refunded).
-With ``webhook_url`` set it POSTs each job's signed result webhook (§11; ``webhooks.py``).
+With ``webhook_url`` set it POSTs each job's signed result webhook (``webhooks.py``;
+docs/pixverse.md, "Webhooks").
 Tests steer it with ``inject_fault``, ``force_status``, ``finish_now`` and ``stale_get``, and
 inspect ``requests``, ``generate_requests``, ``jobs``, ``uploads``, ``webhooks`` and
 ``balance``; tests in another process use the ``/_sim/…`` control endpoints (see

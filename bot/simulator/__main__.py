@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="ID",
-        help="activate an effect template id (repeatable; the §4.3 examples are active)",
+        help="activate an effect template id (repeatable; PixVerse's example ids are active)",
     )
     parser.add_argument(
         "--template-no-hd",
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ID",
         help="activate a template that refuses 720p/1080p (500071)",
     )
-    hooks = parser.add_argument_group("webhooks (pixverse-api.md §11)")
+    hooks = parser.add_argument_group("webhooks (see docs/pixverse.md)")
     hooks.add_argument(
         "--webhook-url", default=None, help="POST each finished job's signed webhook here"
     )

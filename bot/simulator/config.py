@@ -6,10 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.pixverse.rules import Quality
 
-# Effects that refuse HD output answer 500071 at 720p/1080p (pixverse-api.md §4.1, §6).
+# Effects that refuse HD output answer 500071 at 720p/1080p (the ErrCode table of
+# docs/pixverse.md, "Envelope and errors").
 NO_HD: frozenset[Quality] = frozenset({Quality.P720, Quality.P1080})
 
-# The example template ids quoted in pixverse-api.md §4.3 ("kiss kiss", "Muscle Surge", the
+# The example template ids PixVerse's image-to-video docs quote ("kiss kiss", "Muscle Surge", the
 # docs' own example), activated by default so an operator can try /video effect at once.
 DEFAULT_TEMPLATES: dict[int, frozenset[Quality]] = {
     315446315336768: frozenset(),
@@ -28,7 +29,8 @@ class SimulatorConfig(BaseModel):
     gen_time: float = Field(default=10.0, ge=0)  # seconds a job stays at status 5
     # When set, (low, high) seconds: each job's generation time is drawn from the seeded RNG
     # around a centre that grows with quality and duration (see state.draw_gen_time), so
-    # jobs finish spread over the range as they do at PixVerse (§9); ``gen_time`` is unused.
+    # jobs finish spread over the range, as at PixVerse (docs/pixverse.md, "Latency and polling");
+    # ``gen_time`` is unused.
     gen_time_range: tuple[float, float] | None = None
     failure_rate: float = Field(default=0.0, ge=0, le=1)  # share of jobs that end in status 8
     max_concurrent: int = Field(default=5, ge=1)  # jobs at status 5 per key (500044 above it)
@@ -43,11 +45,14 @@ class SimulatorConfig(BaseModel):
     video_size_bytes: int | None = Field(default=None, ge=0)
     # Scheme://host[:port] put in returned URLs; default: the host the client connected to.
     public_base_url: str | None = None
-    # §1.1 consequence B: result polls reusing a trace id get the first answer, frozen.
+    # Result polls reusing a trace id get the first answer, frozen (docs/pixverse.md,
+    # "Transport and trace ids").
     stale_get: bool = False
-    # §5.1 / §6.1: a job still generating after 10 min no longer holds a concurrency slot.
+    # A job still generating after 10 min no longer holds a concurrency slot
+    # (docs/pixverse.md, "Result and status codes").
     slot_release_after: float = Field(default=600.0, gt=0)
-    # §11: POST each job's terminal status (1, 7, 8) to this URL, signed with the secret.
+    # POST each job's terminal status (1, 7, 8) to this URL, signed with the secret
+    # (docs/pixverse.md, "Webhooks").
     webhook_url: str | None = None
     webhook_secret: str | None = Field(default=None, repr=False)
     webhook_loss_rate: float = Field(default=0.0, ge=0, le=1)  # share never delivered

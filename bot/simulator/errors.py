@@ -1,13 +1,18 @@
-"""The response envelope and the ErrCodes the simulator answers with (pixverse-api.md §1.2, §6)."""
+"""The response envelope and the ErrCodes the simulator answers with.
+
+See docs/pixverse.md, "Envelope and errors".
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-SUCCESS_MSG = "success"  # §1.2: docs say "success", the live service "Success"
+SUCCESS_MSG = "success"  # the docs say "success", the live service "Success"
 
 EMPTY_PARAMETER = 400011
-INVALID_ACCOUNT = 400012  # §6 + interface.md: the auth failure code is undocumented; we use this
+# The ErrCode for a bad key is undocumented; the simulator uses this one (docs/pixverse.md,
+# "Envelope and errors").
+INVALID_ACCOUNT = 400012
 BAD_BINDING = 400013  # wrong parameter type or value
 INVALID_PARAMETER = 400017  # semantic error; the message carries the detail
 PROMPT_TOO_LONG = 400018
@@ -23,7 +28,8 @@ TEMPLATE_NOT_ACTIVATED = 500070
 TEMPLATE_NO_HD = 500071
 INSUFFICIENT_BALANCE = 500090
 
-# Default ErrMsg of each §6 code, used when a fault injects a code without a message.
+# Default ErrMsg of each code of the ErrCode table (docs/pixverse.md, "Envelope and errors"),
+# used when a fault injects a code without a message.
 MESSAGES: dict[int, str] = {
     400011: "empty parameter",
     400012: "Invalid API-KEY",
@@ -56,7 +62,8 @@ MESSAGES: dict[int, str] = {
 
 
 class ApiError(Exception):
-    """A business error: answered as HTTP 200 with a non-zero ErrCode (§1.2)."""
+    """A business error: answered as HTTP 200 with a non-zero ErrCode (docs/pixverse.md,
+    "Envelope and errors")."""
 
     def __init__(self, code: int, message: str | None = None) -> None:
         self.code = code
@@ -69,5 +76,6 @@ def envelope(resp: Any) -> dict[str, Any]:
 
 
 def error_envelope(code: int, message: str) -> dict[str, Any]:
-    # §1.2: `Resp` may be empty on error; an empty object keeps naive clients from crashing.
+    # `Resp` may be empty on error (docs/pixverse.md, "Envelope and errors"); an empty object
+    # keeps naive clients from crashing.
     return {"ErrCode": code, "ErrMsg": message, "Resp": {}}

@@ -3,7 +3,8 @@
 Faults are queued per route and used up in order, one request at a time. They act before
 authentication and validation, like a proxy or an overloaded server in front of PixVerse,
 so a faulted request creates nothing and charges nothing -- except `drop`, which serves
-the request and then loses the answer (the case the §1.1 trace-id replay exists for).
+the request and then loses the answer (the case the trace-id replay exists for; see
+docs/pixverse.md, "Transport and trace ids").
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class FaultKind(StrEnum):
     HTTP_500 = "http_500"  # HTTP 500 with a plain-text body
     HTTP_429 = "http_429"  # HTTP 429 with a Retry-After header (`retry_after` seconds)
     HANG = "hang"  # sleep `seconds`, then answer normally (if the client still listens)
-    ERR_CODE = "err_code"  # HTTP 200 with ErrCode `err_code` (500052: the §1.2 HTTP 500 form)
+    # 500052 answers in its documented HTTP 500 form (docs/pixverse.md, "Envelope and errors").
+    ERR_CODE = "err_code"  # HTTP 200 with ErrCode `err_code` (500052: the HTTP 500 form)
     DROP = "drop"  # serve the request, then close the connection without an answer
 
 

@@ -1,7 +1,8 @@
-"""The PixVerse endpoints (pixverse-api.md §2): each parses, asks the state, and answers.
+"""The PixVerse endpoints: each parses, asks the state, and answers.
 
 Authentication, the trace-id check, recording and faults happen before these run (see
-``server.py``); an ApiError raised here becomes an HTTP 200 error envelope there.
+``server.py``); an ApiError raised here becomes an HTTP 200 error envelope there. The
+endpoints are those of docs/pixverse.md, "Endpoints used".
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ log = logging.getLogger("bot.simulator")
 
 STATE: web.AppKey[SimState] = web.AppKey("simulator_state", SimState)
 RECORD: web.RequestKey[RecordedRequest] = web.RequestKey("simulator_record", RecordedRequest)
-TRACE_HEADER = "Ai-trace-id"  # matched case-insensitively (§1)
+# Matched case-insensitively (docs/pixverse.md, "Transport and trace ids").
+TRACE_HEADER = "Ai-trace-id"
 KEY_HEADER = "API-KEY"
 # Bodies up to here are read (and measured) so an oversized upload gets PixVerse's own
-# error code rather than a bare 413; the video limit is 50 MB (§7).
+# error code rather than a bare 413; the video limit is 50 MB (docs/pixverse.md,
+# "Input limits").
 MAX_BODY = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
 
@@ -130,7 +133,8 @@ def _file_field(parts: dict[str, FormPart], field: str, url_field: str) -> bytes
     if part is not None and part.size:
         return part.data
     if url_field in parts:
-        # §3 documents URL upload, but the simulator has no network to fetch it with.
+        # PixVerse documents URL upload (docs/pixverse.md, "Endpoints used"), but the
+        # simulator has no network to fetch it with.
         raise ApiError(INVALID_PARAMETER, "URL upload not supported by the simulator")
     raise ApiError(EMPTY_PARAMETER, f"{field} is required")
 
@@ -167,7 +171,8 @@ def generate(kind: Kind) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         state = request.app[STATE]
         key, trace = api_key(request), trace_id(request)
-        # §1.1: a repeated trace id replays the earlier answer: no new job, no new charge.
+        # A repeated trace id replays the earlier answer: no new job, no new charge
+        # (docs/pixverse.md, "Transport and trace ids").
         replayed = state.replayed(key, trace)
         if replayed is not None:
             request[RECORD].err_code = 0
@@ -205,7 +210,8 @@ async def result(request: web.Request) -> web.Response:
     video_id = int(raw)
     key, trace = api_key(request), trace_id(request)
     if state.config.stale_get:
-        # §1.1 consequence B: a poll reusing a trace id sees its first answer forever.
+        # A poll reusing a trace id sees its first answer forever (docs/pixverse.md,
+        # "Transport and trace ids").
         frozen = state.stale_result(key, trace, video_id)
         if frozen is not None:
             request[RECORD].err_code = 0
@@ -222,7 +228,8 @@ async def result(request: web.Request) -> web.Response:
 
 async def media(request: web.Request) -> web.StreamResponse:
     """A finished video (the sample, padded to ``video_size_bytes``) or an uploaded file.
-    Like PixVerse's CDN (§10), it needs neither key nor trace id."""
+    Like PixVerse's CDN, it needs neither key nor trace id (docs/pixverse.md,
+    "Result and status codes")."""
     state = request.app[STATE]
     item = state.served(request.match_info["name"])
     if item is None:

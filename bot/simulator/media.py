@@ -50,7 +50,8 @@ class ImageInfo:
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    media_type: str  # "video" | "audio" (§2: the type is inferred from the file)
+    # Inferred from the file (docs/pixverse.md, "Endpoints used": upload video).
+    media_type: str  # "video" | "audio"
     format: str
 
 
@@ -65,7 +66,8 @@ def sniff_image_format(data: bytes) -> str | None:
 
 
 def inspect_image(data: bytes) -> ImageInfo:
-    """Check an uploaded image against §7, or raise ApiError with the §6 code."""
+    """Check an uploaded image against the limits, or raise ApiError with the ErrCode
+    (docs/pixverse.md, "Input limits" and "Envelope and errors")."""
     if len(data) > IMAGE_MAX_BYTES:
         raise ApiError(IMAGE_TOO_LARGE, "image too large: the file must be under 20 MB")
     fmt = sniff_image_format(data)
@@ -81,7 +83,8 @@ def inspect_image(data: bytes) -> ImageInfo:
         raise ApiError(IMAGE_TOO_LARGE, "image too large: at most 4000x4000 pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ApiError(IMAGE_UNREADABLE, "cannot read image info") from None
-    # §7: 4000x4000 is the conservative bound of the sources that disagree (4000 vs 10000).
+    # 4000x4000 is the conservative bound of the sources that disagree (4000 vs 10000;
+    # docs/pixverse.md, "Input limits").
     if width > IMAGE_MAX_SIDE or height > IMAGE_MAX_SIDE:
         raise ApiError(
             IMAGE_TOO_LARGE,
@@ -106,12 +109,13 @@ def sniff_media(data: bytes) -> MediaInfo | None:
 
 
 def inspect_media(data: bytes) -> MediaInfo:
-    """Check an uploaded video/audio file (§7: ≤ 50 MB), or raise ApiError (400017)."""
+    """Check an uploaded video/audio file (≤ 50 MB: docs/pixverse.md, "Input limits"), or
+    raise ApiError (400017)."""
     if len(data) > VIDEO_MAX_BYTES:
         raise ApiError(INVALID_PARAMETER, "media file too large: at most 50 MB")
     info = sniff_media(data)
     if info is None:
-        # §4.5 quotes this message for a file that is not a video.
+        # PixVerse's extend docs quote this message for a file that is not a video.
         raise ApiError(INVALID_PARAMETER, "Invalid media_type: not a video resource")
     return info
 
@@ -143,7 +147,8 @@ def served_video_size(video_size_bytes: int | None) -> int:
 
 def output_size(short_side: int, ratio: float) -> tuple[int, int]:
     """Width and height of an output at a quality whose short side is ``short_side`` pixels
-    (§10: 720p 16:9 is 1280x720), for width/height ``ratio``; even, as H.264 wants."""
+    (720p 16:9 is 1280x720: docs/pixverse.md, "Result and status codes"), for width/height
+    ``ratio``; even, as H.264 wants."""
     if ratio >= 1:
         return _even(short_side * ratio), short_side
     return short_side, _even(short_side / ratio)

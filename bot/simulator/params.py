@@ -1,9 +1,10 @@
-"""Parse and check a generate body the way PixVerse does (pixverse-api.md §4.1–§4.5).
+"""Parse and check a generate body the way PixVerse does.
 
 Only the checks that need no account state live here; ids, templates, credits and
 concurrency are checked by the account. Order: missing fields (400011), types and
 enums (400013), lengths (400018/400019), then cross-field rules (400017).
-Unknown fields are ignored, as a JSON binder does.
+Unknown fields are ignored, as a JSON binder does. The rules are those of docs/pixverse.md,
+"Endpoints used" and "Input limits".
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Kind(StrEnum):
     EXTEND = "extend"
 
 
-ASPECT_RATIOS = frozenset({"16:9", "4:3", "1:1", "3:4", "9:16"})  # §4.1 (v3.5–v5)
-# §4.1: the documented list plus the t2v guide's `auto_camera`.
+# Aspect ratios and camera movements: docs/pixverse.md, "Input limits".
+ASPECT_RATIOS = frozenset({"16:9", "4:3", "1:1", "3:4", "9:16"})  # v3.5–v5
+# The documented camera movements plus the t2v guide's `auto_camera`.
 CAMERA_MOVEMENTS = frozenset(
     {
         "horizontal_left",
@@ -66,14 +68,16 @@ CAMERA_MOVEMENTS = frozenset(
         "auto_camera",
     }
 )
-CAMERA_MODELS = frozenset({Model.V4, Model.V4_5})  # §4.1: camera_movement only on v4/v4.5
-ID_MAX = 2**64 - 1  # §1: ids are uint64
+CAMERA_MODELS = frozenset({Model.V4, Model.V4_5})  # camera_movement only on v4/v4.5
+# Ids are JSON integers (docs/pixverse.md, "Transport and trace ids"), taken up to uint64.
+ID_MAX = 2**64 - 1
 E = TypeVar("E", bound=StrEnum)
 
+# Required fields of each generate call (docs/pixverse.md, "Endpoints used").
 _REQUIRED: dict[Kind, tuple[str, ...]] = {
-    Kind.TEXT: ("prompt", "model", "duration", "quality", "aspect_ratio"),  # §4.2
-    Kind.IMAGE: ("prompt", "model", "duration", "quality", "img_id"),  # §4.3
-    Kind.EXTEND: ("prompt", "model", "duration", "quality"),  # §4.5 (+ one source id)
+    Kind.TEXT: ("prompt", "model", "duration", "quality", "aspect_ratio"),
+    Kind.IMAGE: ("prompt", "model", "duration", "quality", "img_id"),
+    Kind.EXTEND: ("prompt", "model", "duration", "quality"),  # + one source id
 }
 
 
@@ -158,12 +162,14 @@ def parse_generate(kind: Kind, body: Any) -> GenerateParams:
     except RuleViolation as exc:
         raise ApiError(INVALID_PARAMETER, str(exc)) from None
     if kind is Kind.EXTEND and (source_id is None) == (media_id is None):
-        # §4.5: the two sources are mutually exclusive and one is needed.
+        # The two sources are mutually exclusive and one is needed (docs/pixverse.md,
+        # "Endpoints used").
         raise ApiError(
             INVALID_PARAMETER, "exactly one of source_video_id or video_media_id is required"
         )
     if camera is not None:
-        if template_id is not None:  # §4.1: camera_movement XOR template_id
+        # camera_movement XOR template_id (docs/pixverse.md, "Input limits")
+        if template_id is not None:
             raise ApiError(INVALID_PARAMETER, "camera_movement cannot be used with template_id")
         if model not in CAMERA_MODELS:
             raise ApiError(INVALID_PARAMETER, "camera_movement is only supported on v4 and v4.5")
@@ -199,7 +205,8 @@ def _enum(body: dict[str, Any], name: str, enum: type[E]) -> E | None:
 
 
 def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    """A JSON integer in [low, high]; §1: a quoted id is refused, and so is a bool or float."""
+    """A JSON integer in [low, high]: a quoted id is refused, and so is a bool or float (ids
+    are JSON numbers: docs/pixverse.md, "Transport and trace ids")."""
     value = body.get(name)
     if value is None:
         return None

@@ -2,7 +2,8 @@
 
 Every API request goes through one middleware, in this order: record it (without its
 API-KEY), apply a queued fault, check ``API-KEY`` (400012) and ``Ai-trace-id`` (400011),
-run the endpoint, and turn an ApiError into PixVerse's HTTP 200 error envelope (§1.2).
+run the endpoint, and turn an ApiError into PixVerse's HTTP 200 error envelope
+(docs/pixverse.md, "Envelope and errors").
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _fault_response(fault: Fault) -> web.Response:
         )
     message = fault.message or MESSAGES.get(fault.err_code, "error")
     if fault.err_code == UPLOAD_MODERATION:
-        # §1.2: upload moderation is documented as HTTP 500 with lower-case keys.
+        # Upload moderation is documented as HTTP 500 with lower-case keys
+        # (docs/pixverse.md, "Envelope and errors").
         body = {"err_code": fault.err_code, "err_msg": message, "resp": ""}
         return web.Response(status=500, body=dump(body), content_type="application/json")
     return web.Response(
@@ -74,7 +76,8 @@ def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamRespo
 def _check_headers(request: web.Request, state: SimState) -> None:
     if not state.key_accepted(request.headers.get(KEY_HEADER)):
         raise ApiError(INVALID_ACCOUNT, "Invalid API-KEY")
-    # §1: required on every request; the real code for its absence is undocumented (§14.1).
+    # Required on every request (docs/pixverse.md, "Transport and trace ids"); the real code
+    # for its absence is undocumented.
     if not request.headers.get(TRACE_HEADER, "").strip():
         raise ApiError(EMPTY_PARAMETER, "Ai-trace-id header is required")
 
@@ -139,7 +142,8 @@ async def _api_middleware(request: web.Request, handler: handlers.Handler) -> we
 
 def create_app(state: SimState) -> web.Application:
     """The simulator as an aiohttp application serving ``state``."""
-    # An upload may be 50 MB (§7); leave room for the multipart framing.
+    # An upload may be 50 MB (docs/pixverse.md, "Input limits"); leave room for the multipart
+    # framing.
     app = web.Application(middlewares=[_api_middleware], client_max_size=handlers.MAX_BODY)
     app[STATE] = state
     app[CLOSING] = asyncio.Event()
@@ -268,7 +272,7 @@ class Simulator:
 
     @property
     def webhooks(self) -> list[WebhookRecord]:
-        """Every webhook attempt so far (§11), in send order."""
+        """Every webhook attempt so far (docs/pixverse.md, "Webhooks"), in send order."""
         return self.state.webhooks
 
     @property

@@ -45,7 +45,8 @@ from bot.simulator.media import (
 from bot.simulator.params import GenerateParams, Kind
 
 # A prompt containing this marker ends in status 7 (moderation failed, credits refunded),
-# so tests and operators can exercise the asynchronous moderation path of §6 / §5.1.
+# so tests and operators can exercise the asynchronous moderation path (status 7 in
+# docs/pixverse.md, "Result and status codes").
 MODERATION_MARKER = "[[moderate]]"
 
 GENERATING = 5
@@ -54,9 +55,11 @@ DELETED = 6
 MODERATED = 7
 FAILED = 8
 TERMINAL = frozenset({DONE, DELETED, MODERATED, FAILED})
-REFUNDED = frozenset({MODERATED, FAILED})  # §5.1 / §8: credits come back on 7 and 8
+# Credits come back on 7 and 8 (docs/pixverse.md, "Result and status codes", "Credits").
+REFUNDED = frozenset({MODERATED, FAILED})
 
-# §1: ids are ~15-digit integers (live: 425918148159561), well below 2**53.
+# Ids are ~15-digit integers (live: 425918148159561), well below 2**53 (docs/pixverse.md,
+# "Transport and trace ids").
 VIDEO_ID_BASE = 400_000_000_000_000
 UPLOAD_ID_BASE = 300_000_000_000_000
 ACCOUNT_ID_BASE = 123_450_000
@@ -65,7 +68,8 @@ _QUALITIES = tuple(Quality)
 
 
 def iso_z(moment: datetime) -> str:
-    """§5: timestamps look like ``2026-09-22T15:16:40Z``."""
+    """Timestamps look like ``2026-09-22T15:16:40Z`` (see docs/pixverse.md,
+    "Result and status codes")."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -123,7 +127,8 @@ class Job:
     forced_wall: datetime | None = None
     forced_at: float | None = None  # monotonic time of the last force_status
     refunded: bool = False
-    # §11, drawn at submit: this job's webhook never arrives / arrives this much late.
+    # Drawn at submit: this job's webhook never arrives / arrives this much late
+    # (docs/pixverse.md, "Webhooks").
     webhook_lost: bool = False
     webhook_delay: float = 0.0
 
@@ -152,7 +157,8 @@ class Job:
 
 @dataclass(slots=True)
 class WebhookRecord:
-    """One webhook POST attempt (§11), as tests and the benchmark see it."""
+    """One webhook POST attempt (docs/pixverse.md, "Webhooks"), as tests and the benchmark
+    see it."""
 
     video_id: int
     status: int  # the job status the body carried (1, 7 or 8)
@@ -208,8 +214,9 @@ class SimState:
         self._upload_ids = itertools.count(UPLOAD_ID_BASE + 1)
         self._account_ids = itertools.count(ACCOUNT_ID_BASE + 1)
         self._media: dict[str, int] = {}  # served name -> job or upload id
-        # §1.1: generate answers replayed by (API-KEY, Ai-trace-id). Unbounded on purpose:
-        # the real TTL is unknown (§14.1) and a simulator run never sees millions of jobs.
+        # Generate answers replayed by (API-KEY, Ai-trace-id), as docs/pixverse.md,
+        # "Transport and trace ids", describes. Unbounded on purpose: the real TTL is unknown
+        # (an open question) and a simulator run never sees millions of jobs.
         self._replay: dict[tuple[str, str], bytes] = {}
         self._stale: dict[tuple[str, str, int], bytes] = {}
 
@@ -239,7 +246,8 @@ class SimState:
         return next(iter(self.accounts), None)
 
     def settle(self, account: Account) -> None:
-        """Refund jobs that ended in 7/8 and forget jobs that ended (§8)."""
+        """Refund jobs that ended in 7/8 and forget jobs that ended (docs/pixverse.md,
+        "Credits")."""
         now = self.clock()
         for video_id in list(account.open_jobs):
             job = self.jobs[video_id]
@@ -329,13 +337,14 @@ class SimState:
         # Draw every random number whatever the outcome, so one seed gives one run.
         failed = self._rng.random() < self.config.failure_rate
         seed = params.seed if params.seed is not None else self._rng.randint(0, SEED_MAX)
-        file_name = f"{self._uuid()}_seed{seed}.mp4"  # §10: live names are <uuid>_seed<seed>
+        file_name = f"{self._uuid()}_seed{seed}.mp4"  # live names are <uuid>_seed<seed>
         if MODERATION_MARKER in params.prompt:
             outcome = MODERATED
         else:
             outcome = FAILED if failed else DONE
 
-        # §8: which pool is drawn first is unknown; we spend the monthly credits first.
+        # Which pool is drawn first is unknown; we spend the monthly credits first
+        # (docs/pixverse.md, "Credits").
         from_monthly = min(account.credit_monthly, credits)
         account.credit_monthly -= from_monthly
         account.credit_package -= credits - from_monthly
@@ -398,7 +407,8 @@ class SimState:
 
     def _source_ratio(self, key: str, params: GenerateParams) -> float:
         """Check the ids the body refers to, and return the width/height ratio of the output
-        (§4.3: an image-to-video follows its image; an extension follows its source)."""
+        (an image-to-video follows its image; an extension follows its source: see
+        docs/pixverse.md, "Endpoints used")."""
         if params.kind is Kind.TEXT:
             assert params.aspect_ratio is not None
             return parse_ratio(params.aspect_ratio)
@@ -444,7 +454,7 @@ class SimState:
         return job
 
     def result(self, key: str, video_id: int, base_url: str) -> dict[str, Any]:
-        """The §5 result object of one job."""
+        """The result object of one job (docs/pixverse.md, "Result and status codes")."""
         job = self.job_for(key, video_id)
         self.settle(self.account(key))
         now = self.clock()
@@ -453,16 +463,18 @@ class SimState:
         return {
             "id": job.video_id,
             "status": status,
-            # §10: the url is only valid at status 1; before that it is empty (§14.8).
+            # The url is only valid at status 1; before that it is empty (docs/pixverse.md,
+            # "Result and status codes").
             "url": f"{base_url}/media/{job.file_name}" if status == DONE else "",
             "prompt": params.prompt,
             "negative_prompt": params.negative_prompt or "",
             "style": params.style.value if params.style else "",
             "seed": job.seed,
-            "resolution_ratio": 0,  # §5: meaning unclear; the live sample answers 0
+            # resolution_ratio and size: docs/pixverse.md, "Result and status codes".
+            "resolution_ratio": 0,  # meaning unclear; the live sample answers 0
             "outputWidth": job.width,
             "outputHeight": job.height,
-            "size": params.duration,  # §5: not a byte count; the live 5 s clip said 5
+            "size": params.duration,  # not a byte count; the live 5 s clip said 5
             "create_time": iso_z(job.created_wall),
             "modify_time": iso_z(job.modify_time(now)),
             "quality": params.quality.value,
@@ -501,15 +513,16 @@ class SimState:
         job = self.jobs[item_id]
         return job if job.status(self.clock()) == DONE else None
 
-    # -- replay caches (§1.1) ----------------------------------------------------------
+    # -- replay caches (docs/pixverse.md, "Transport and trace ids") ------------------
 
     def replayed(self, key: str, trace_id: str) -> bytes | None:
         return self._replay.get((key, trace_id))
 
     def remember(self, key: str, trace_id: str, body: bytes) -> None:
-        # Only successful answers are kept (§14.1 leaves it open): a refused request can
-        # then be corrected and resent with the same trace id, which is what a client
-        # retrying a 500044 after a wait does.
+        # Only successful answers are kept (whether errors replay is one of the
+        # "Open questions" in docs/pixverse.md): a refused request can then be corrected and
+        # resent with the same trace id, which is what a client retrying a 500044 after a
+        # wait does.
         self._replay[(key, trace_id)] = body
 
     def stale_result(self, key: str, trace_id: str, video_id: int) -> bytes | None:
@@ -538,7 +551,8 @@ def gen_time_weight(quality: Quality, duration: int) -> float:
 
 
 def _ratio_text(width: int, height: int) -> str:
-    """The §4.1 aspect ratio nearest to width:height, for outputs that follow their input."""
+    """The aspect ratio (docs/pixverse.md, "Input limits") nearest to width:height, for
+    outputs that follow their input."""
     ratios = {"16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16}
     actual = width / height
     return min(ratios, key=lambda name: abs(ratios[name] - actual))

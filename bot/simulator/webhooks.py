@@ -1,4 +1,4 @@
-"""PixVerse's result webhooks (pixverse-api.md §11), sent by the simulator.
+"""PixVerse's result webhooks (docs/pixverse.md, "Webhooks"), sent by the simulator.
 
 When a job reaches a terminal status (1, 7 or 8) the simulator POSTs
 ``{id, status, url, size, has_audio, credits}`` (the values ``video/result`` gives) to
@@ -30,7 +30,8 @@ from bot.simulator.state import DONE, FAILED, MODERATED, Job, SimState, WebhookR
 log = logging.getLogger("bot.simulator")
 
 WEBHOOK_STATUSES = frozenset({DONE, MODERATED, FAILED})
-RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)  # §11, first four steps
+# The first four of PixVerse's retry steps (docs/pixverse.md, "Webhooks").
+RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)
 BODY_FIELDS = ("id", "status", "url", "size", "has_audio", "credits")
 SEND_TIMEOUT = 10.0  # seconds one POST may take before it counts as unanswered
 MAX_PARALLEL_SENDS = 64

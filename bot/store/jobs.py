@@ -1,7 +1,7 @@
 """Jobs in SQLite: acceptance (job + input + reservation in one transaction), state
 transitions as compare-and-set, finishing with the ledger, and the fair queue.
 
-Fairness (interface.md "Members take turns"): the next job to start is the oldest queued job
+Fairness (the README's "Members take turns"): the next job to start is the oldest queued job
 of the member whose most recent start is oldest; members who never started go first. It is
 keyed by Discord user id across servers, like the per-member active-job limit, because both
 protect the bot's one PixVerse account.
