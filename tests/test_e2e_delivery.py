@@ -151,3 +151,20 @@ async def test_a_channel_the_bot_cannot_post_in_ends_delivery_with_the_job_done(
     response = await listing.response(timeout=5)
     assert response.ephemeral
     assert f"#{job.id}`" in str(response.data) and "done" in str(response.data)
+
+
+async def test_a_new_message_whose_answer_was_lost_is_not_posted_twice(world):
+    await world.start_bot(simulator=SLOW)
+    handle, job = await start_job(world)
+    world.fake.delete_message(world.channel, handle.original)
+    # The post reaches Discord but its answer never comes back: the retry carries the same
+    # nonce, so Discord hands back the first message instead of creating a second one.
+    rule = world.fake.inject_fault(
+        "POST", r"^/channels/\d+/messages$", "drop", count=1, after_apply=True
+    )
+    job = await world.job_final(job.id, timeout=20)
+    assert rule.hits == 1
+    assert job.state is JobState.DONE
+    posts = [m for m in public_messages(world) if m.files]
+    assert len(posts) == 1
+    assert posts[0].id == job.status_message_id

@@ -303,6 +303,9 @@ class DiscordStatusReporter:
                     "content": content,
                     "embed": rendered.embed,
                     "allowed_mentions": mentions,
+                    # The same nonce on every attempt: if an earlier post reached Discord but
+                    # its answer was lost, Discord returns that message instead of a second.
+                    "nonce": f"pixbot-{update.job_id}",  # Discord allows 25 characters
                     **kwargs,
                     **extra,
                 }

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,8 @@ from .ratelimits import Limit, RateLimiter
 from .rest import RestAPI
 from .snowflake import SnowflakeFactory
 
+# Seconds a message nonce is remembered ("a few minutes" in Discord's docs).
+NONCE_MEMORY = 300.0
 # CHAT_INPUT_COMMAND messages are what Discord creates for slash-command responses.
 _CHAT_INPUT_MESSAGE = 20
 
@@ -131,6 +134,7 @@ class FakeDiscord:
         self.gateway_log: list[tuple[float, str, dict[str, Any]]] = []
         self.file_downloads: list[StoredFile] = []
         self.rate_limits: list[RateLimitRule] = []
+        self._nonces: dict[tuple[int, str], tuple[Message, float]] = {}
         self.rate_limited: list[RequestRecord] = []  # answered 429, enforced or injected
         self.faults: list[FaultRule] = []
         self.gateway = Gateway(self)
@@ -534,6 +538,14 @@ class FakeDiscord:
     def create_channel_message(
         self, channel: Channel, payload: dict[str, Any], files: list[UploadedFile], *, route: str
     ) -> Message:
+        # Discord: with `enforce_nonce`, a nonce the same author used in this channel in the
+        # last few minutes returns that message instead of creating a second one.
+        nonce = payload.get("nonce") if payload.get("enforce_nonce") else None
+        key = (channel.id, str(nonce))
+        if nonce is not None:
+            earlier = self._nonces.get(key)
+            if earlier is not None and time.monotonic() - earlier[1] < NONCE_MEMORY:
+                return earlier[0]
         message = self.store.create(
             channel,
             self.bot_user,
@@ -545,6 +557,8 @@ class FakeDiscord:
             upload_limit=self.upload_limit(channel),
         )
         self._message_event("MESSAGE_CREATE", message)
+        if nonce is not None:
+            self._nonces[key] = (message, time.monotonic())
         return message
 
     def edit_message(
