@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.pixverse.rules import Model, Quality
-from bot.store import JobParams, NewJob, Store
+from bot.store import JobParams, Limits, NewJob, Store
 
 GUILD = 1
 MEMBERS = 1_000
@@ -44,8 +44,6 @@ async def cycle(store: Store, member: int) -> None:
     job = await store.jobs.create(
         NewJob(guild_id=GUILD, channel_id=10, user_id=1_000 + member, params=PARAMS),
         role_ids=(),
-        max_jobs_per_user=MEMBERS,
-        daily_default=DAILY,
     )
     if not await store.jobs.finish_done(job.id, "https://example.invalid/v.mp4"):
         raise RuntimeError(f"job {job.id} was not committed")
@@ -145,7 +143,8 @@ async def main() -> None:
         f"{os.cpu_count()} CPUs, {MEMBERS} members" + (", server cap on" if args.server_cap else "")
     )
     with tempfile.TemporaryDirectory() as folder:
-        store = await Store.open(Path(folder) / "bench.sqlite3")
+        limits = Limits(daily_credits=DAILY, max_jobs_per_user=MEMBERS)
+        store = await Store.open(Path(folder) / "bench.sqlite3", limits=limits)
         try:
             if args.server_cap:
                 await store.admin.set_server_cap(GUILD, 1, 999_999_999)

@@ -13,7 +13,7 @@ from bot.extensions import walk_extensions
 from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.jobs.webhook import WebhookReceiver
 from bot.pixverse import PixVerseClient
-from bot.store import Store
+from bot.store import Limits, Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
 from bot.ui.buttons import ExtendButton, RerollButton, result_view, submit_extend_modal
@@ -103,7 +103,9 @@ class PixBot(commands.Bot):
         base_url, api_key = await self._pixverse_endpoint()
         self.pixverse = PixVerseClient(self.http_session, base_url=base_url, api_key=api_key)
         self.store = await Store.open(
-            self.settings.database_path, cost_overrides=self.settings.credit_costs
+            self.settings.database_path,
+            limits=Limits(self.settings.daily_credits, self.settings.max_jobs_per_user),
+            cost_overrides=self.settings.credit_costs,
         )
         await self.setup_services()
         for extension in walk_extensions():

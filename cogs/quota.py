@@ -91,10 +91,6 @@ class Quota(commands.Cog):
     def __init__(self, bot: PixBot) -> None:
         self.bot = bot
 
-    @property
-    def _daily(self) -> int:
-        return self.bot.settings.daily_credits
-
     @app_commands.command(name="quota", description="Your credits left today and when they reset")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[PixBot]) -> None:
@@ -103,7 +99,6 @@ class Quota(commands.Cog):
             guild_id,
             interaction.user.id,
             role_ids=_role_ids(interaction.user),
-            daily_default=self._daily,
         )
         await interaction.response.send_message(
             embed=quota_embed(view, title="Your credits"), ephemeral=True
@@ -122,10 +117,6 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         require_manage_server(interaction, "use /quota-admin")
         return True
-
-    @property
-    def _daily(self) -> int:
-        return self.bot.settings.daily_credits
 
     async def _reply(self, interaction: discord.Interaction[PixBot], embed: discord.Embed) -> None:
         await interaction.response.send_message(
@@ -147,7 +138,6 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
             user.id,
             *args,
             role_ids=_role_ids(user),
-            daily_default=self._daily,
         )
         await self._reply(interaction, quota_embed(view, title=title, for_admin=True))
 
@@ -155,7 +145,7 @@ class QuotaAdmin(commands.GroupCog, group_name="quota-admin"):
     @app_commands.describe(user="The member to look at")
     async def show(self, interaction: discord.Interaction[PixBot], user: discord.Member) -> None:
         view = await self.bot.store.admin.show(
-            require_guild(interaction), user.id, role_ids=_role_ids(user), daily_default=self._daily
+            require_guild(interaction), user.id, role_ids=_role_ids(user)
         )
         await self._reply(
             interaction, quota_embed(view, title=f"Credits of {user.display_name}", for_admin=True)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bot.pixverse.rules import Model, Quality
-from bot.store import Job, JobInput, JobParams, NewJob, Store
+from bot.store import Job, JobInput, JobParams, Limits, NewJob, ServerView, Store, ledger
+from bot.store.admin import server_view
+from bot.store.clock import to_ts
 
 GUILD = 111
 OTHER_GUILD = 222
 MOD = 900
 DAILY = 150
+# The store tests' limits: DAILY credits, and job slots enough that only the tests about
+# the per-member limit meet it (they ask for a lower one with ``with_limits``).
+LIMITS = Limits(daily_credits=DAILY, max_jobs_per_user=100)
 
 
 class FakeClock:
@@ -33,8 +41,10 @@ class FakeClock:
 
 
 @asynccontextmanager
-async def open_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "data" / "bot.sqlite3", clock=clock)
+async def open_store(
+    tmp_path: Path, clock: FakeClock, limits: Limits = LIMITS
+) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "data" / "bot.sqlite3", limits=limits, clock=clock)
     try:
         yield store
     finally:
@@ -66,18 +76,80 @@ def new_job(
     )
 
 
+def with_limits(store: Store, **changes: int) -> Store:
+    """The same database (and clock) seen through other limits, at the default prices."""
+    return Store.on(store.db, limits=replace(store.limits, **changes), clock=store.clock)
+
+
 async def create(
     store: Store,
     user_id: int,
     *,
     role_ids: tuple[int, ...] = (),
-    max_jobs: int = 100,
-    daily: int = DAILY,
+    max_jobs: int | None = None,
+    daily: int | None = None,
     **kwargs: object,
 ) -> Job:
-    return await store.jobs.create(
+    wanted = {"max_jobs_per_user": max_jobs, "daily_credits": daily}
+    changes = {name: value for name, value in wanted.items() if value is not None}
+    limited = with_limits(store, **changes) if changes else store
+    return await limited.jobs.create(
         new_job(user_id, **kwargs),  # type: ignore[arg-type]
         role_ids=role_ids,
-        max_jobs_per_user=max_jobs,
-        daily_default=daily,
     )
+
+
+# --- the ledger's and the server's state, read and moved directly ------------------------------
+# The store moves a ledger row only inside the job transactions (finish_done, finish_failed,
+# cancel, remove_result); these run the same functions on their own, to test their rules.
+
+
+async def ledger_state(store: Store, job_id: int) -> str | None:
+    """'reserved', 'committed', 'released', 'refunded', or None without a reservation."""
+    row = await store.db.fetch_one("SELECT state FROM ledger WHERE job_id = ?", (job_id,))
+    return None if row is None else str(row[0])
+
+
+def _in_write(store: Store, fn: Callable[[sqlite3.Connection, int, float], Any], job_id: int):
+    now = to_ts(store.clock())
+    return store.db.write(lambda conn: fn(conn, job_id, now))
+
+
+async def ledger_commit(store: Store, job_id: int) -> bool:
+    return bool(await _in_write(store, ledger.commit, job_id))
+
+
+async def ledger_release(store: Store, job_id: int) -> bool:
+    return bool(await _in_write(store, ledger.release, job_id))
+
+
+async def ledger_refund(store: Store, job_id: int) -> int:
+    return int(await _in_write(store, ledger.refund_committed, job_id))
+
+
+async def ledger_reserve_again(store: Store, job: Job) -> bool:
+    """Record a reservation for a job that has one: False, nothing written."""
+    now = to_ts(store.clock())
+    return await store.db.write(
+        lambda conn: ledger.insert_reservation(
+            conn,
+            job_id=job.id,
+            guild_id=job.guild_id,
+            user_id=job.user_id,
+            amount=job.cost,
+            base_allowance=store.limits.daily_credits,
+            now=now,
+        )
+    )
+
+
+async def server(store: Store, guild_id: int) -> ServerView:
+    """The server's cap, spent today, reserved and role allowances (as /quota-admin shows)."""
+    now = to_ts(store.clock())
+    return await store.db.read(lambda conn: server_view(conn, guild_id, now))
+
+
+async def pick_next(store: Store, *, exclude_users: Iterable[int] = ()) -> Job | None:
+    """The job that would start next, left in the queue."""
+    batch = await store.queue.next_fair_batch(1, exclude_users=exclude_users)
+    return batch[0] if batch else None

@@ -9,7 +9,7 @@ from bot.store.models import JobKind, JobState
 
 
 async def quota(world, user):
-    return await world.bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    return await world.bot.store.ledger.quota(world.guild.id, user.id)
 
 
 async def finished_video(world, user=None, **options):
@@ -164,9 +164,7 @@ async def test_button_on_a_removed_result_is_refused(world):
 async def test_clicker_without_credits_is_refused_and_nothing_is_charged(world):
     bot = await world.start_bot()
     source, message = await finished_video(world)
-    await bot.store.admin.set_daily(
-        world.guild.id, world.admin.id, world.other.id, 10, daily_default=150
-    )
+    await bot.store.admin.set_daily(world.guild.id, world.admin.id, world.other.id, 10)
 
     click = await world.fake.click(message, f"pixbot:reroll:{source.id}", user=world.other)
     response = await click.response(timeout=5)

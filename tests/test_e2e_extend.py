@@ -49,7 +49,7 @@ async def refusal(world: Any, handle: Any, *, jobs_before: int = 0, used: int = 
     assert response.delay < 3
     bot = world.bot
     assert await bot.store.jobs.count_for_user(world.guild.id, world.member.id) == jobs_before
-    quota = await bot.store.ledger.quota(world.guild.id, world.member.id, daily_default=150)
+    quota = await bot.store.ledger.quota(world.guild.id, world.member.id)
     assert (quota.used_today, quota.reserved) == (used, 0)
     assert not [r for r in bot.simulator.requests if r.route in ("media_upload", "extend_generate")]
     return response.content or ""
@@ -132,9 +132,7 @@ async def test_extend_job_of_another_server_is_refused(world):
             channel_id=world.fake.add_channel(elsewhere, "general").id,
             user_id=world.member.id,
             params=JobParams(prompt="far away", model=Model.V4_5, quality=Quality.P540, duration=5),
-        ),
-        max_jobs_per_user=2,
-        daily_default=150,
+        )
     )
     await bot.store.jobs.finish_done(job.id, "https://example.invalid/v.mp4", pixverse_video_id=7)
     text = await refusal(world, await extend(world, job=job.id), jobs_before=0)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from conftest import FAST_RUNNER, status_text
+from store_fixtures import with_limits
 
 from bot.pixverse.rules import Model, Quality
 from bot.simulator import SimulatorConfig
@@ -59,7 +60,7 @@ async def job_of(world: Any, handle: Any) -> Any:
 
 async def quota(world: Any, user: Any = None) -> Any:
     user = user or world.member
-    return await world.bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    return await world.bot.store.ledger.quota(world.guild.id, user.id)
 
 
 def pixverse_routes(bot: Any) -> list[str]:
@@ -113,15 +114,14 @@ async def test_jobs_paginates_ten_per_page(world):
         params = JobParams(
             prompt=f"prompt number {n}", model=Model.V4_5, quality=Quality.P540, duration=5
         )
-        job = await bot.store.jobs.create(
+        roomy = with_limits(bot.store, max_jobs_per_user=100, daily_credits=10_000)
+        job = await roomy.jobs.create(
             NewJob(
                 guild_id=world.guild.id,
                 channel_id=world.channel.id,
                 user_id=world.member.id,
                 params=params,
-            ),
-            max_jobs_per_user=100,
-            daily_default=10_000,
+            )
         )
         ids.append(job.id)
 

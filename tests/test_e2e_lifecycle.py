@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 
 from conftest import FAST_RUNNER, png_bytes, status_text
+from store_fixtures import ledger_state
 
 from bot.simulator import MODERATION_MARKER, SimulatorConfig
 from bot.store.models import JobState
@@ -48,7 +49,7 @@ def assert_edited_only_on_change(message) -> None:
 
 
 async def quota(world, user):
-    return await world.bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    return await world.bot.store.ledger.quota(world.guild.id, user.id)
 
 
 async def job_of(world, handle):
@@ -168,7 +169,7 @@ async def test_moderated_prompt_fails_with_reason_and_returns_the_credits(world)
     assert "45 credits returned" in text
     left = await quota(world, world.member)
     assert (left.used_today, left.reserved, left.left) == (0, 0, 150)
-    assert await world.bot.store.ledger.state_of(job.id) == "released"
+    assert await ledger_state(world.bot.store, job.id) == "released"
     assert message.custom_ids() == []
 
 

@@ -65,7 +65,7 @@ async def audit_rows(world: Any) -> list[Any]:
 
 async def quota(world: Any, user: Any = None) -> Any:
     user = user or world.member
-    return await world.bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    return await world.bot.store.ledger.quota(world.guild.id, user.id)
 
 
 def pixverse_work(world: Any) -> list[Any]:
@@ -691,9 +691,7 @@ async def test_a_blocked_member_is_told_so_before_any_server_rule(world):
     # Issue 3: blocked members are refused before anything else, even in a paused server
     # or a channel that is not allowed.
     await world.start_bot()
-    await world.bot.store.admin.block(
-        world.guild.id, world.admin.id, world.member.id, "spamming", daily_default=150
-    )
+    await world.bot.store.admin.block(world.guild.id, world.admin.id, world.member.id, "spamming")
     other = world.fake.add_channel(world.guild, "elsewhere")
     await mod(world, "channels allow", channel=other)
     await mod(world, "pause", reason="cooling down")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from fakediscord import permissions
+from store_fixtures import server
 
 from bot.simulator import SimulatorConfig
 
@@ -85,7 +86,7 @@ async def assert_video_refused(world, *expected: str) -> None:
         assert text in reply_text(response)
     jobs = await world.bot.store.jobs.list_for_user(world.guild.id, world.member.id, limit=5)
     assert jobs == []
-    view = await world.bot.store.ledger.quota(world.guild.id, world.member.id, daily_default=150)
+    view = await world.bot.store.ledger.quota(world.guild.id, world.member.id)
     assert (view.used_today, view.reserved) == (0, 0)
     assert world.bot.simulator.generate_requests == []
     assert pixverse_work(world) == []
@@ -409,10 +410,10 @@ async def test_quota_admin_without_manage_server_is_refused_and_changes_nothing(
     world.fake.set_roles(world.guild, world.member, [role])
     await finished_video(world)
     before = [
-        await bot.store.ledger.quota(world.guild.id, u.id, role_ids=[role.id], daily_default=150)
+        await bot.store.ledger.quota(world.guild.id, u.id, role_ids=[role.id])
         for u in (world.member, world.other)
     ]
-    server_before = await bot.store.admin.server(world.guild.id)
+    server_before = await server(bot.store, world.guild.id)
 
     options = SUBCOMMANDS[sub](world, role)
     response = await run(world, f"quota-admin {sub}", world.member, options)
@@ -421,11 +422,11 @@ async def test_quota_admin_without_manage_server_is_refused_and_changes_nothing(
 
     assert await audit_rows(world) == []
     after = [
-        await bot.store.ledger.quota(world.guild.id, u.id, role_ids=[role.id], daily_default=150)
+        await bot.store.ledger.quota(world.guild.id, u.id, role_ids=[role.id])
         for u in (world.member, world.other)
     ]
     assert after == before
-    assert await bot.store.admin.server(world.guild.id) == server_before
+    assert await server(bot.store, world.guild.id) == server_before
 
 
 async def test_manage_server_from_any_role_is_enough(world):

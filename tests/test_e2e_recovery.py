@@ -16,9 +16,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from conftest import FAST_RUNNER, status_text
+from store_fixtures import ledger_state
 
 from bot.pixverse import ImageToVideoRequest, new_trace_id
-from bot.store import Store
+from bot.store import Limits, Store
 from bot.store.models import JobState
 
 # Jobs are accepted and shown but never started: the queue as a stopped runner leaves it.
@@ -40,11 +41,11 @@ async def start_job(world, user=None, **options):
 
 
 async def quota(world, user):
-    return await world.bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    return await world.bot.store.ledger.quota(world.guild.id, user.id)
 
 
 async def assert_charged_once(world, job_id: int, user) -> None:
-    assert await world.bot.store.ledger.state_of(job_id) == "committed"
+    assert await ledger_state(world.bot.store, job_id) == "committed"
     left = await quota(world, user)
     assert (left.used_today, left.reserved) == (45, 0)
 
@@ -165,7 +166,7 @@ async def test_close_while_generating_is_quick_and_loses_nothing(world, pixverse
         saved = await stale.jobs.get(job.id)
         assert saved.state is JobState.GENERATING
         assert saved.pixverse_video_id is not None
-        assert await stale.ledger.state_of(job.id) == "reserved"
+        assert await ledger_state(stale, job.id) == "reserved"
     finally:
         await stale.close()
 
@@ -179,7 +180,9 @@ async def test_close_while_generating_is_quick_and_loses_nothing(world, pixverse
 
 
 async def _open_store(world) -> Store:
-    return await Store.open(world.settings().database_path)
+    settings = world.settings()
+    limits = Limits(settings.daily_credits, settings.max_jobs_per_user)
+    return await Store.open(settings.database_path, limits=limits)
 
 
 async def _input_bytes(bot, job_id: int) -> bytes:

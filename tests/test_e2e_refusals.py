@@ -57,7 +57,7 @@ async def refusal(world: Any, handle: Any) -> str:
 
 async def assert_nothing_happened(world: Any, user: Any) -> None:
     bot = world.bot
-    quota = await bot.store.ledger.quota(world.guild.id, user.id, daily_default=150)
+    quota = await bot.store.ledger.quota(world.guild.id, user.id)
     assert (quota.used_today, quota.reserved) == (0, 0)
     assert await bot.store.jobs.count_for_user(world.guild.id, user.id) == 0
     assert not [r for r in bot.simulator.requests if r.route in PIXVERSE_WORK]
@@ -147,9 +147,7 @@ async def test_not_enough_credits_is_refused_with_the_numbers(world):
 
 async def test_blocked_member_is_refused(world):
     bot = await world.start_bot()
-    await bot.store.admin.block(
-        world.guild.id, world.admin.id, world.member.id, "spamming", daily_default=150
-    )
+    await bot.store.admin.block(world.guild.id, world.admin.id, world.member.id, "spamming")
     handle = await world.video()
     text = await refusal(world, handle)
     assert "blocked" in text and "spamming" in text
@@ -167,7 +165,7 @@ async def test_third_job_at_once_is_refused(world):
     assert response.ephemeral
     assert "2 jobs" in response.content and "limit is 2" in response.content
     assert "/cancel" in response.content
-    quota = await bot.store.ledger.quota(world.guild.id, world.member.id, daily_default=150)
+    quota = await bot.store.ledger.quota(world.guild.id, world.member.id)
     assert quota.reserved == 90 and quota.used_today == 0
     assert await bot.store.jobs.count_for_user(world.guild.id, world.member.id) == 2
     assert len(bot.simulator.generate_requests) == 2

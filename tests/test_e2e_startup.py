@@ -7,7 +7,7 @@ import time
 import pytest
 from fakediscord import permissions
 
-from bot.store import Store
+from bot.store import Limits, Store
 from bot.sync import SYNC_HASH_KEY
 
 REQUIRED = {"video", "extend", "jobs", "cancel", "quota", "quota-admin"}
@@ -196,7 +196,7 @@ async def test_global_commands_are_synced_again_when_their_definitions_changed(w
     await world.start_bot(dev_guild_id=None)
     await world.stop_bot()
     # What an older version of the bot would have left: the hash of other definitions.
-    store = await Store.open(world.tmp_path / "data" / "bot.sqlite3")
+    store = await Store.open(world.tmp_path / "data" / "bot.sqlite3", limits=Limits(150, 2))
     try:
         assert await store.db.get_meta(SYNC_HASH_KEY)
         await store.db.set_meta(SYNC_HASH_KEY, "an older set of commands")

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from conftest import FAST_RUNNER
 from PIL import Image
+from store_fixtures import ledger_state, with_limits
 
 from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner, RunnerConfig
@@ -21,7 +22,7 @@ from bot.jobs.schedule import PollSchedule
 from bot.pixverse import PixVerseClient, new_trace_id
 from bot.pixverse.rules import Model, Quality
 from bot.simulator import MODERATION_MARKER, Simulator, SimulatorConfig
-from bot.store import JobInput, JobParams, NewJob, Store
+from bot.store import JobInput, JobParams, Limits, NewJob, Store
 from bot.store.models import JobSource, JobState
 
 GUILD, CHANNEL = 1, 2
@@ -78,9 +79,7 @@ class World:
                 params=params,
                 input=JobInput("cat.png", "image/png", png()),
                 **extra,  # type: ignore[arg-type]
-            ),
-            max_jobs_per_user=20,
-            daily_default=1000,
+            )
         )
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -101,7 +100,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path) -> AsyncIterator[World]:
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Store.open(tmp_path / "bot.sqlite3", limits=Limits(1000, max_jobs_per_user=20))
     sim = Simulator(SimulatorConfig(gen_time=0.2, seed=1))
     await sim.start()
     session = aiohttp.ClientSession()
@@ -132,7 +131,7 @@ async def test_a_job_goes_from_queue_to_delivered_video(world):
     stored = await world.store.jobs.get(job.id)
     assert stored.state is JobState.DONE and stored.result_url == final.video_url
     assert await world.store.jobs.get_input(job.id) is None
-    assert await world.store.ledger.state_of(job.id) == "committed"
+    assert await ledger_state(world.store, job.id) == "committed"
     [generate] = world.sim.generate_requests
     assert generate.json["img_id"] == stored.pixverse_img_id
     assert generate.json["seed"] == 7 and generate.json["prompt"] == "a cat"
@@ -144,8 +143,8 @@ async def test_moderation_fails_the_job_and_returns_the_credits(world):
     await world.runner()
     final = await world.until_final(job.id)
     assert final.state is JobState.FAILED and "moderation" in final.error
-    assert await world.store.ledger.state_of(job.id) == "released"
-    quota = await world.store.ledger.quota(GUILD, 10, daily_default=DAILY)
+    assert await ledger_state(world.store, job.id) == "released"
+    quota = await with_limits(world.store, daily_credits=DAILY).ledger.quota(GUILD, 10)
     assert quota.used_today == 0 and quota.reserved == 0
 
 
@@ -155,7 +154,7 @@ async def test_pixverse_failure_is_refunded(world):
     await world.runner()
     final = await world.until_final(job.id)
     assert final.state is JobState.FAILED and final.refunded
-    assert await world.store.ledger.state_of(job.id) == "released"
+    assert await ledger_state(world.store, job.id) == "released"
 
 
 async def test_effect_refused_at_submit_is_explained_and_refunded(world):
@@ -165,7 +164,7 @@ async def test_effect_refused_at_submit_is_explained_and_refunded(world):
     final = await world.until_final(job.id)
     assert final.state is JobState.FAILED
     assert "360p or 540p" in final.error
-    assert await world.store.ledger.state_of(job.id) == "released"
+    assert await ledger_state(world.store, job.id) == "released"
 
 
 async def test_members_take_turns(world):
@@ -207,7 +206,7 @@ async def test_restart_while_generating_finishes_without_a_second_submit(world):
     final = await world.until_final(job.id)
     assert final.state is JobState.DONE
     assert len(world.sim.generate_requests) == 1
-    assert await world.store.ledger.state_of(job.id) == "committed"
+    assert await ledger_state(world.store, job.id) == "committed"
 
 
 async def test_crash_between_submit_and_answer_resends_the_same_trace_id(world):
@@ -255,7 +254,7 @@ async def test_generation_that_takes_too_long_is_failed_and_refunded(world):
     await world.runner(RunnerConfig(**{**_fields(FAST), "generation_timeout": 0.3}))
     final = await world.until_final(job.id)
     assert final.state is JobState.FAILED and "did not finish" in final.error
-    assert await world.store.ledger.state_of(job.id) == "released"
+    assert await ledger_state(world.store, job.id) == "released"
 
 
 async def test_cancelled_job_is_never_sent(world):
@@ -281,7 +280,7 @@ async def test_extend_by_job_sends_the_parent_video_id(world):
         seed=3,
         source=JobSource.JOB,
     )
-    child = await world.store.jobs.create(
+    child = await with_limits(world.store, max_jobs_per_user=2, daily_credits=DAILY).jobs.create(
         NewJob(
             guild_id=GUILD,
             channel_id=CHANNEL,
@@ -289,9 +288,7 @@ async def test_extend_by_job_sends_the_parent_video_id(world):
             params=params,
             kind="extend",
             parent_job_id=parent.id,
-        ),
-        max_jobs_per_user=2,
-        daily_default=DAILY,
+        )
     )
     world.runners[0].wake()
     final = await world.until_final(child.id)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from store_fixtures import DAILY, GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store
+from store_fixtures import GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store, server
 
 from bot.store import Store
 
@@ -34,12 +34,12 @@ async def last_audit(store: Store):
 
 
 async def test_show_reports_every_part(store: Store) -> None:
-    await store.admin.grant(GUILD, MOD, USER, 30, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, USER, 30)
     done = await create(store, USER)
     await store.jobs.finish_done(done.id, "https://x.mp4")
     await create(store, USER)
-    await store.admin.block(GUILD, MOD, USER, "spam", daily_default=DAILY)
-    view = await store.admin.show(GUILD, USER, daily_default=DAILY)
+    await store.admin.block(GUILD, MOD, USER, "spam")
+    view = await store.admin.show(GUILD, USER)
     assert (view.allowance, view.bonus, view.used_today, view.reserved, view.left) == (
         150,
         30,
@@ -55,31 +55,31 @@ async def test_show_reports_every_part(store: Store) -> None:
     ("operation", "action", "before", "after"),
     [
         (
-            lambda a: a.set_daily(GUILD, MOD, USER, 300, daily_default=DAILY),
+            lambda a: a.set_daily(GUILD, MOD, USER, 300),
             "quota.set_daily",
             {"daily_override": None},
             {"daily_override": 300},
         ),
         (
-            lambda a: a.grant(GUILD, MOD, USER, 25, daily_default=DAILY),
+            lambda a: a.grant(GUILD, MOD, USER, 25),
             "quota.grant",
             {"bonus": 0, "used_today": 0},
             {"bonus": 25, "used_today": 0, "granted": 25},
         ),
         (
-            lambda a: a.reset(GUILD, MOD, USER, daily_default=DAILY),
+            lambda a: a.reset(GUILD, MOD, USER),
             "quota.reset",
             {"used_today": 0},
             {"used_today": 0},
         ),
         (
-            lambda a: a.block(GUILD, MOD, USER, "spam", daily_default=DAILY),
+            lambda a: a.block(GUILD, MOD, USER, "spam"),
             "quota.block",
             {"blocked": False, "block_reason": None},
             {"blocked": True, "block_reason": "spam"},
         ),
         (
-            lambda a: a.unblock(GUILD, MOD, USER, daily_default=DAILY),
+            lambda a: a.unblock(GUILD, MOD, USER),
             "quota.unblock",
             {"blocked": False, "block_reason": None},
             {"blocked": False, "block_reason": None},
@@ -110,8 +110,8 @@ async def test_every_admin_change_writes_an_audit_row(
 
 
 async def test_audit_rows_record_the_previous_value(store: Store) -> None:
-    await store.admin.set_daily(GUILD, MOD, USER, 300, daily_default=DAILY)
-    await store.admin.set_daily(GUILD, OTHER_MOD, USER, 100, daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, 300)
+    await store.admin.set_daily(GUILD, OTHER_MOD, USER, 100)
     entry = await last_audit(store)
     assert (entry.actor_id, entry.before, entry.after) == (
         OTHER_MOD,
@@ -123,12 +123,12 @@ async def test_audit_rows_record_the_previous_value(store: Store) -> None:
 async def test_audit_is_newest_first_per_server_and_filters_by_user(
     store: Store, clock: FakeClock
 ) -> None:
-    await store.admin.grant(GUILD, MOD, USER, 10, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, USER, 10)
     clock.advance(minutes=1)
-    await store.admin.grant(GUILD, MOD, 43, 10, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, 43, 10)
     clock.advance(minutes=1)
-    await store.admin.block(GUILD, OTHER_MOD, USER, None, daily_default=DAILY)
-    await store.admin.grant(OTHER_GUILD, MOD, USER, 10, daily_default=DAILY)
+    await store.admin.block(GUILD, OTHER_MOD, USER, None)
+    await store.admin.grant(OTHER_GUILD, MOD, USER, 10)
 
     entries = await store.admin.audit(GUILD)
     assert [(e.action, e.target_id) for e in entries] == [
@@ -146,7 +146,7 @@ async def test_audit_is_newest_first_per_server_and_filters_by_user(
 
 async def test_a_failed_change_writes_no_audit_row(store: Store) -> None:
     with pytest.raises(ValueError, match="credits"):
-        await store.admin.set_daily(GUILD, MOD, USER, -5, daily_default=DAILY)
+        await store.admin.set_daily(GUILD, MOD, USER, -5)
     with pytest.raises(ValueError, match="credits"):
         await store.admin.set_server_cap(GUILD, MOD, -1)
     assert await store.admin.audit(GUILD) == []
@@ -166,13 +166,13 @@ async def test_server_view(store: Store) -> None:
     done = await create(store, USER)
     await store.jobs.finish_done(done.id, "https://x.mp4")
     await create(store, USER)
-    view = await store.admin.server(GUILD)
+    view = await server(store, GUILD)
     assert (view.server_cap, view.used_today, view.reserved, view.left) == (500, 45, 45, 410)
 
 
 async def test_guild_settings_round_trip_with_audit(store: Store) -> None:
     assert (await store.admin.guild_settings(GUILD)).paused is False
-    await store.admin.update_guild(GUILD, MOD, "mod.log_channel", log_channel_id=555)
+    await store.moderation.set_log_channel(GUILD, MOD, 555)
     settings = await store.admin.guild_settings(GUILD)
     assert settings.log_channel_id == 555
     entry = await last_audit(store)
@@ -181,8 +181,6 @@ async def test_guild_settings_round_trip_with_audit(store: Store) -> None:
         {"log_channel_id": None},
         {"log_channel_id": 555},
     )
-    with pytest.raises(ValueError, match="not guild settings"):
-        await store.admin.update_guild(GUILD, MOD, "x", token="nope")
 
 
 async def test_top_ranks_spending_this_day_and_this_week(store: Store, clock: FakeClock) -> None:

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from bot.store import Database
-from bot.store.migrations import MIGRATIONS, SchemaTooNew, migrate, split_statements
+from bot.store.migrations import (
+    MIGRATIONS,
+    SchemaTooNew,
+    migrate,
+    schema_version,
+    split_statements,
+)
 
 
 def schema_of(path: Path) -> list[tuple[str, str, str]]:
@@ -57,7 +63,7 @@ async def test_an_empty_file_is_migrated_to_the_latest_version(tmp_path: Path) -
     path.touch()
     db = await Database.open(path)
     try:
-        assert await db.schema_version() == len(MIGRATIONS)
+        assert await db.read(schema_version) == len(MIGRATIONS)
         tables = {row[0] for row in await db.fetch_all("SELECT name FROM sqlite_master")}
         for table in ("meta", "jobs", "job_inputs", "ledger", "member_settings", "audit_log"):
             assert table in tables
@@ -81,7 +87,7 @@ async def test_every_earlier_version_is_migrated_to_the_same_schema(
 
     db = await Database.open(old)
     try:
-        assert await db.schema_version() == len(MIGRATIONS)
+        assert await db.read(schema_version) == len(MIGRATIONS)
         if start >= 1:
             assert await db.get_meta("kept") == "yes"
     finally:
@@ -98,7 +104,7 @@ async def test_reopening_changes_nothing(tmp_path: Path) -> None:
 
     db = await Database.open(path)
     try:
-        assert await db.schema_version() == len(MIGRATIONS)
+        assert await db.read(schema_version) == len(MIGRATIONS)
         assert await db.get_meta("commands_hash") == "abc"
     finally:
         await db.close()

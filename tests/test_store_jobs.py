@@ -7,7 +7,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from store_fixtures import DAILY, GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store
+from store_fixtures import (
+    GUILD,
+    LIMITS,
+    MOD,
+    OTHER_GUILD,
+    FakeClock,
+    create,
+    ledger_state,
+    open_store,
+    pick_next,
+    with_limits,
+)
 
 from bot.pixverse.rules import Model, Quality, RuleViolation
 from bot.store import (
@@ -58,11 +69,13 @@ async def test_create_writes_job_input_and_reservation(store: Store, clock: Fake
     assert stored.params.prompt == "a cat" and stored.params.source is JobSource.IMAGE
     data = await store.jobs.get_input(job.id)
     assert data is not None and data.data == b"\x89PNG fake"
-    assert await store.ledger.state_of(job.id) == "reserved"
+    assert await ledger_state(store, job.id) == "reserved"
 
 
 async def test_cost_follows_the_cost_table_and_its_overrides(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite3", cost_overrides={"v4.5/540p/8/normal": 70})
+    store = await Store.open(
+        tmp_path / "db.sqlite3", limits=LIMITS, cost_overrides={"v4.5/540p/8/normal": 70}
+    )
     try:
         job = await create(store, ALICE, duration=8)
         assert job.cost == 70
@@ -74,9 +87,7 @@ async def test_cost_follows_the_cost_table_and_its_overrides(tmp_path: Path) -> 
 async def test_an_impossible_combination_is_refused_before_writing(store: Store) -> None:
     bad = JobParams(prompt="x", model=Model.V4_5, quality=Quality.P1080, duration=8)
     with pytest.raises(RuleViolation):
-        await store.jobs.create(
-            NewJob(GUILD, 5, ALICE, bad), max_jobs_per_user=2, daily_default=DAILY
-        )
+        await with_limits(store, max_jobs_per_user=2).jobs.create(NewJob(GUILD, 5, ALICE, bad))
     assert await count(store, "jobs") == 0
 
 
@@ -118,10 +129,10 @@ async def test_active_jobs_per_member_are_limited(store: Store) -> None:
 async def test_paused_server_refuses_new_jobs(store: Store) -> None:
     from bot.store import ServerPaused
 
-    await store.admin.update_guild(GUILD, MOD, "mod.pause", paused=True, pause_reason="maintenance")
+    await store.moderation.pause(GUILD, MOD, "maintenance")
     with pytest.raises(ServerPaused, match="maintenance"):
         await create(store, ALICE)
-    await store.admin.update_guild(GUILD, MOD, "mod.resume", paused=False, pause_reason=None)
+    await store.moderation.resume(GUILD, MOD)
     await create(store, ALICE)
 
 
@@ -190,7 +201,7 @@ async def test_finish_done_commits_once(store: Store) -> None:
     )
     assert stored.finished_at is not None
     assert await store.jobs.get_input(job.id) is None
-    quota = await store.ledger.quota(GUILD, ALICE, daily_default=DAILY)
+    quota = await store.ledger.quota(GUILD, ALICE)
     assert (quota.used_today, quota.reserved) == (45, 0)
 
 
@@ -202,7 +213,7 @@ async def test_finish_failed_releases_once(store: Store) -> None:
     assert not await store.jobs.finish_done(job.id, "https://x.mp4")
     stored = await store.jobs.get(job.id)
     assert (stored.state, stored.error) == ("failed", "moderation (7)")
-    quota = await store.ledger.quota(GUILD, ALICE, daily_default=DAILY)
+    quota = await store.ledger.quota(GUILD, ALICE)
     assert (quota.used_today, quota.reserved, quota.left) == (0, 0, 150)
 
 
@@ -238,7 +249,7 @@ async def test_cancel_only_while_queued(store: Store) -> None:
     assert (again.result, again.state) == (CancelResult.NOT_QUEUED, JobState.CANCELLED)
     late = await store.jobs.cancel(running.id, by_user_id=ALICE)
     assert (late.result, late.state) == (CancelResult.NOT_QUEUED, JobState.SUBMITTED)
-    quota = await store.ledger.quota(GUILD, ALICE, daily_default=DAILY)
+    quota = await store.ledger.quota(GUILD, ALICE)
     assert quota.reserved == 45  # only the submitted job still holds credits
 
 
@@ -262,33 +273,33 @@ async def test_one_members_ten_jobs_never_hold_back_anothers_one(
     bob_job = await create(store, BOB)
     clock.advance(seconds=1)
 
-    first = await store.jobs.claim_next()
-    second = await store.jobs.claim_next()
+    first = await store.queue.claim_next()
+    second = await store.queue.claim_next()
     assert first.id == alice_jobs[0].id
     assert second.id == bob_job.id
     assert first.state is JobState.UPLOADING and first.started_at == clock.now
-    assert (await store.jobs.claim_next()).id == alice_jobs[1].id
+    assert (await store.queue.claim_next()).id == alice_jobs[1].id
 
 
 async def test_the_member_who_started_least_recently_goes_first(
     store: Store, clock: FakeClock
 ) -> None:
     old = await create(store, BOB)
-    await store.jobs.claim_next()  # Bob started an hour ago
+    await store.queue.claim_next()  # Bob started an hour ago
     await store.jobs.finish_done(old.id, "https://x.mp4")
     clock.advance(hours=1)
     recent = await create(store, ALICE)
-    await store.jobs.claim_next()  # Alice started just now
+    await store.queue.claim_next()  # Alice started just now
     await store.jobs.finish_done(recent.id, "https://x.mp4")
     clock.advance(seconds=1)
     alice_next = await create(store, ALICE)
     bob_next = await create(store, BOB)  # queued after Alice's, but Bob's turn comes first
     carol = await create(store, CAROL)  # never started: before both
-    assert (await store.jobs.pick_next()).id == carol.id
-    batch = await store.jobs.next_fair_batch(10)
+    assert (await pick_next(store)).id == carol.id
+    batch = await store.queue.next_fair_batch(10)
     assert [job.id for job in batch] == [carol.id, bob_next.id, alice_next.id]
-    assert await store.jobs.queue_position(alice_next.id) == 3
-    assert await store.jobs.queue_position(recent.id) is None
+    assert await store.queue.queue_position(alice_next.id) == 3
+    assert await store.queue.queue_position(recent.id) is None
 
 
 async def test_fair_batch_takes_turns(store: Store, clock: FakeClock) -> None:
@@ -297,10 +308,10 @@ async def test_fair_batch_takes_turns(store: Store, clock: FakeClock) -> None:
         for _ in range(n):
             ids[user].append((await create(store, user)).id)
             clock.advance(seconds=1)
-    order = [job.user_id for job in await store.jobs.next_fair_batch(10)]
+    order = [job.user_id for job in await store.queue.next_fair_batch(10)]
     assert order == [ALICE, BOB, CAROL, ALICE, BOB, ALICE]
     claimed = []
-    while (job := await store.jobs.claim_next()) is not None:
+    while (job := await store.queue.claim_next()) is not None:
         claimed.append(job.user_id)
         clock.advance(seconds=1)
     assert claimed == order
@@ -312,16 +323,16 @@ async def test_waiting_retries_and_excluded_members_are_skipped(
     retry = await create(store, ALICE)
     await store.jobs.set_fields(retry.id, next_attempt_at=clock.now + timedelta(seconds=30))
     bob = await create(store, BOB)
-    assert (await store.jobs.pick_next()).id == bob.id
-    assert await store.jobs.pick_next(exclude_users=[BOB]) is None
+    assert (await pick_next(store)).id == bob.id
+    assert await pick_next(store, exclude_users=[BOB]) is None
     clock.advance(seconds=31)
-    assert (await store.jobs.pick_next()).id == retry.id
+    assert (await pick_next(store)).id == retry.id
 
 
 async def test_claim_next_never_hands_out_a_job_twice(store: Store) -> None:
     for user in range(20):
         await create(store, 100 + user)
-    claimed = await asyncio.gather(*(store.jobs.claim_next() for _ in range(30)))
+    claimed = await asyncio.gather(*(store.queue.claim_next() for _ in range(30)))
     ids = [job.id for job in claimed if job is not None]
     assert len(ids) == len(set(ids)) == 20
 
@@ -394,7 +405,7 @@ async def test_removing_a_result_refunds_it_once_and_is_audited(store: Store) ->
     assert await store.jobs.remove_result(job.id, actor_id=MOD) is None
     stored = await store.jobs.get(job.id)
     assert stored.removed_by == MOD and stored.removed_at is not None
-    quota = await store.ledger.quota(GUILD, ALICE, daily_default=DAILY)
+    quota = await store.ledger.quota(GUILD, ALICE)
     assert (quota.used_today, quota.left) == (0, 150)
     [entry] = await store.admin.audit(GUILD, ALICE)
     assert (entry.action, entry.reason, entry.after["refunded"]) == ("job.remove", "rules", 45)

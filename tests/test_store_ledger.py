@@ -5,10 +5,25 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
-from store_fixtures import DAILY, GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store
+from store_fixtures import (
+    DAILY,
+    GUILD,
+    MOD,
+    OTHER_GUILD,
+    FakeClock,
+    create,
+    ledger_commit,
+    ledger_refund,
+    ledger_release,
+    ledger_reserve_again,
+    ledger_state,
+    open_store,
+    with_limits,
+)
 
 from bot.store import (
     InsufficientCredits,
@@ -21,6 +36,7 @@ from bot.store import (
 from bot.store import ledger as ledger_sql
 
 USER = 42
+LEDGER_OPS = {"commit": ledger_commit, "release": ledger_release}
 ROLE_VIP, ROLE_MEGA = 7, 8
 
 
@@ -36,7 +52,7 @@ async def store(tmp_path: Path, clock: FakeClock):
 
 
 async def quota(store: Store, user: int = USER, roles: tuple[int, ...] = (), daily: int = DAILY):
-    return await store.ledger.quota(GUILD, user, role_ids=roles, daily_default=daily)
+    return await with_limits(store, daily_credits=daily).ledger.quota(GUILD, user, role_ids=roles)
 
 
 # --- allowance ------------------------------------------------------------------------------
@@ -61,10 +77,10 @@ async def test_allowance_is_the_highest_of_daily_credits_and_the_members_roles(
 
 async def test_own_value_wins_over_roles_even_when_lower(store: Store) -> None:
     await store.admin.set_role_daily(GUILD, MOD, ROLE_VIP, 300)
-    await store.admin.set_daily(GUILD, MOD, USER, 60, daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, 60)
     view = await quota(store, roles=(ROLE_VIP,))
     assert (view.allowance, view.allowance_source) == (60, "own")
-    await store.admin.set_daily(GUILD, MOD, USER, None, daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, None)
     assert (await quota(store, roles=(ROLE_VIP,))).allowance == 300
 
 
@@ -103,7 +119,7 @@ async def test_refusal_only_suggests_a_cheaper_video_when_one_fits(store: Store)
 
 
 async def test_refused_reservation_writes_nothing(store: Store) -> None:
-    await store.admin.set_daily(GUILD, MOD, USER, 10, daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, 10)
     with pytest.raises(InsufficientCredits):
         await create(store, USER)
     assert await store.db.fetch_all("SELECT * FROM jobs") == []
@@ -111,19 +127,19 @@ async def test_refused_reservation_writes_nothing(store: Store) -> None:
 
 
 async def test_blocked_member_is_refused_before_anything_else(store: Store) -> None:
-    await store.admin.set_daily(GUILD, MOD, USER, 0, daily_default=DAILY)
-    await store.admin.block(GUILD, MOD, USER, "spam", daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, 0)
+    await store.admin.block(GUILD, MOD, USER, "spam")
     with pytest.raises(MemberBlocked) as refused:
         await create(store, USER, max_jobs=0)  # also no credits and no job slot
     assert refused.value.reason == "spam"
     assert "spam" in str(refused.value)
-    await store.admin.unblock(GUILD, MOD, USER, daily_default=DAILY)
+    await store.admin.unblock(GUILD, MOD, USER)
     with pytest.raises(TooManyJobs):
         await create(store, USER, max_jobs=0)
 
 
 async def test_block_is_per_server(store: Store) -> None:
-    await store.admin.block(GUILD, MOD, USER, None, daily_default=DAILY)
+    await store.admin.block(GUILD, MOD, USER, None)
     job = await create(store, USER, guild_id=OTHER_GUILD)
     assert job.guild_id == OTHER_GUILD
 
@@ -149,7 +165,7 @@ async def test_server_cap_counts_the_whole_servers_use_and_reservations(store: S
 async def test_bonus_is_a_one_off_pool_spent_after_the_daily_allowance(
     store: Store, clock: FakeClock
 ) -> None:
-    await store.admin.grant(GUILD, MOD, USER, 100, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, USER, 100)
     assert (await quota(store)).left == 250
     jobs = [await create(store, USER, duration=8) for _ in range(2)]  # 2 × 90 = 180
     view = await quota(store)
@@ -169,8 +185,8 @@ async def test_bonus_is_a_one_off_pool_spent_after_the_daily_allowance(
 async def test_negative_grant_takes_bonus_back_then_todays_credits(
     store: Store, clock: FakeClock
 ) -> None:
-    await store.admin.grant(GUILD, MOD, USER, 40, daily_default=DAILY)
-    view = await store.admin.grant(GUILD, MOD, USER, -100, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, USER, 40)
+    view = await store.admin.grant(GUILD, MOD, USER, -100)
     assert (view.bonus, view.used_today, view.left) == (0, 60, 90)
     clock.advance(days=1)
     assert (await quota(store)).left == DAILY  # a one-off take-back, not a daily one
@@ -181,7 +197,7 @@ async def test_reset_clears_todays_usage_but_not_reservations(store: Store) -> N
     await store.jobs.finish_done(done.id, "https://x.mp4")
     await create(store, USER)
     assert (await quota(store)).left == 15
-    view = await store.admin.reset(GUILD, MOD, USER, daily_default=DAILY)
+    view = await store.admin.reset(GUILD, MOD, USER)
     assert (view.used_today, view.reserved, view.left) == (0, 45, 105)
     assert view.server_used_today == 90  # the server did spend them
 
@@ -191,72 +207,72 @@ async def test_reset_clears_todays_usage_but_not_reservations(store: Store) -> N
 
 async def test_commit_twice_counts_once(store: Store) -> None:
     job = await create(store, USER)
-    assert await store.ledger.commit(job.id) is True
-    assert await store.ledger.commit(job.id) is False
+    assert await ledger_commit(store, job.id) is True
+    assert await ledger_commit(store, job.id) is False
     assert (await quota(store)).used_today == 45
 
 
 async def test_release_twice_gives_back_once(store: Store) -> None:
     job = await create(store, USER)
-    assert await store.ledger.release(job.id) is True
-    assert await store.ledger.release(job.id) is False
+    assert await ledger_release(store, job.id) is True
+    assert await ledger_release(store, job.id) is False
     view = await quota(store)
     assert (view.reserved, view.used_today, view.left) == (0, 0, 150)
 
 
 async def test_release_after_commit_changes_nothing(store: Store) -> None:
     job = await create(store, USER)
-    await store.ledger.commit(job.id)
-    assert await store.ledger.release(job.id) is False
-    assert await store.ledger.state_of(job.id) == "committed"
+    await ledger_commit(store, job.id)
+    assert await ledger_release(store, job.id) is False
+    assert await ledger_state(store, job.id) == "committed"
     assert (await quota(store)).used_today == 45
 
 
 async def test_commit_after_release_is_refused(store: Store) -> None:
     job = await create(store, USER)
-    await store.ledger.release(job.id)
-    assert await store.ledger.commit(job.id) is False
-    assert await store.ledger.state_of(job.id) == "released"
+    await ledger_release(store, job.id)
+    assert await ledger_commit(store, job.id) is False
+    assert await ledger_state(store, job.id) == "released"
     assert (await quota(store)).used_today == 0
 
 
 async def test_reserve_twice_for_one_job_reserves_once(store: Store) -> None:
     job = await create(store, USER)
-    again = await store.ledger.reserve(job.id, GUILD, USER, 45, daily_default=DAILY)
+    again = await ledger_reserve_again(store, job)
     assert again is False
     assert (await quota(store)).reserved == 45
 
 
 async def test_refund_of_a_job_committed_today_uncounts_it(store: Store) -> None:
     job = await create(store, USER)
-    await store.ledger.commit(job.id)
-    assert await store.ledger.refund_committed(job.id) == 45
-    assert await store.ledger.refund_committed(job.id) == 0
+    await ledger_commit(store, job.id)
+    assert await ledger_refund(store, job.id) == 45
+    assert await ledger_refund(store, job.id) == 0
     view = await quota(store)
     assert (view.used_today, view.bonus, view.left, view.server_used_today) == (0, 0, 150, 0)
 
 
 async def test_refund_of_an_earlier_days_job_becomes_bonus(store: Store, clock: FakeClock) -> None:
     job = await create(store, USER)
-    await store.ledger.commit(job.id)
+    await ledger_commit(store, job.id)
     clock.advance(days=1)
-    assert await store.ledger.refund_committed(job.id) == 45
+    assert await ledger_refund(store, job.id) == 45
     view = await quota(store)
     assert (view.used_today, view.bonus, view.left) == (0, 45, 195)
 
 
 async def test_refund_needs_a_committed_job(store: Store) -> None:
     job = await create(store, USER)
-    assert await store.ledger.refund_committed(job.id) == 0
-    await store.ledger.release(job.id)
-    assert await store.ledger.refund_committed(job.id) == 0
+    assert await ledger_refund(store, job.id) == 0
+    await ledger_release(store, job.id)
+    assert await ledger_refund(store, job.id) == 0
 
 
 # --- concurrency ----------------------------------------------------------------------------
 
 
 async def test_200_concurrent_reservations_never_overspend(store: Store) -> None:
-    await store.admin.set_daily(GUILD, MOD, USER, 450, daily_default=DAILY)
+    await store.admin.set_daily(GUILD, MOD, USER, 450)
     results = await asyncio.gather(
         *(create(store, USER, max_jobs=1000) for _ in range(200)), return_exceptions=True
     )
@@ -272,8 +288,8 @@ async def test_200_concurrent_reservations_never_overspend(store: Store) -> None
     decided = {}
     for job in accepted:
         decided[job.id] = rng.choice(["commit", "release"])
-        first = getattr(store.ledger, decided[job.id])
-        other = store.ledger.release if decided[job.id] == "commit" else store.ledger.commit
+        first = partial(LEDGER_OPS[decided[job.id]], store)
+        other = partial(ledger_release if decided[job.id] == "commit" else ledger_commit, store)
         ops += [(job.id, first), (job.id, first), (job.id, first), (job.id, other)]
     order = list(range(len(ops)))
     rng.shuffle(order)

@@ -12,7 +12,7 @@ from store_fixtures import GUILD, MOD, OTHER_GUILD, FakeClock, create, open_stor
 
 from bot.store import ServerPaused, Store
 from bot.store.db import Database
-from bot.store.migrations import MIGRATIONS, migrate
+from bot.store.migrations import MIGRATIONS, migrate, schema_version
 from bot.store.moderation import (
     MAX_FILTERS,
     RuleRefused,
@@ -59,7 +59,7 @@ async def test_migration_5_applies_from_every_earlier_version(tmp_path: Path, st
 
     db = await Database.open(path)
     try:
-        assert await db.schema_version() == len(MIGRATIONS) >= 5
+        assert await db.read(schema_version) == len(MIGRATIONS) >= 5
         tables = {row[0] for row in await db.fetch_all("SELECT name FROM sqlite_master")}
         assert {"allowed_channels", "prompt_filters"} <= tables
         if start >= 1:

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import FAST_RUNNER
-from store_fixtures import DAILY, GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store
+from store_fixtures import GUILD, MOD, OTHER_GUILD, FakeClock, create, open_store
 
 from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner
@@ -150,7 +150,7 @@ PATHS = [
     Probe("/jobs", jobs_command, member=True, ordered=True),
     Probe(
         "/quota",
-        lambda store: store.ledger.quota(GUILD, ALICE, role_ids=(ROLE,), daily_default=DAILY),
+        lambda store: store.ledger.quota(GUILD, ALICE, role_ids=(ROLE,)),
         member=True,
     ),
     Probe("/quota-admin top day", lambda store: store.admin.top(GUILD, "day", limit=10)),
@@ -181,7 +181,7 @@ async def populate(store: Store, clock: FakeClock) -> None:
             finished += [done.id, failed.id, cancelled.id]
         clock.advance(days=1)
     await store.jobs.remove_result(done.id, actor_id=MOD, reason="rules")
-    await store.admin.grant(GUILD, MOD, ALICE, 50, daily_default=DAILY)
+    await store.admin.grant(GUILD, MOD, ALICE, 50)
     for job_id in finished:
         if job_id != failed.id:
             await store.jobs.delivered(job_id)

@@ -2,7 +2,7 @@
 
 - At most ``max_active`` generations are in flight at PixVerse (the account's concurrency).
 - The next job to start is the oldest job of the member who started one least recently
-  (``JobStore.claim_next``), so one member's ten jobs never hold back another's one.
+  (``FairQueue.claim_next``), so one member's ten jobs never hold back another's one.
 - Each state is persisted before the side effect that depends on it: the trace id is
   written before the generate POST, so a crash between upload and submit re-sends the same
   request with the same ``Ai-trace-id`` and PixVerse answers the first video instead of
@@ -211,13 +211,13 @@ class JobRunner:
 
     async def _fill_slots(self) -> None:
         while self.active < self._config.max_active and self._monotonic() >= self._busy_until:
-            job = await self._jobs.claim_next()
+            job = await self._store.queue.claim_next()
             if job is None:
                 return
             self._launch(job)
 
     async def _show_queue(self) -> None:
-        waiting = await self._jobs.next_fair_batch(QUEUE_SHOWN)
+        waiting = await self._store.queue.next_fair_batch(QUEUE_SHOWN)
         positions = {job.id: position for position, job in enumerate(waiting, start=1)}
         for job in waiting:
             # Only moves are reported: most wake-ups change nobody's place in line.

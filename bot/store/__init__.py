@@ -1,9 +1,10 @@
-"""The bot's SQLite store: one connection, migrations, the credit ledger, jobs, admin,
-moderation.
+"""The bot's SQLite store: one connection, migrations, the credit ledger, jobs, the fair
+queue, admin, moderation.
 
-Open it once at start and inject it::
+Open it once at start, with the operator's limits, and inject it::
 
-    store = await Store.open(settings.database_path, cost_overrides=settings.credit_costs)
+    limits = Limits(settings.daily_credits, settings.max_jobs_per_user)
+    store = await Store.open(settings.database_path, limits=limits, cost_overrides=...)
     ...
     await store.close()
 """
@@ -41,6 +42,7 @@ from bot.store.models import (
     JobParams,
     JobSource,
     JobState,
+    Limits,
     NewJob,
     QueueStats,
     QuotaView,
@@ -48,6 +50,7 @@ from bot.store.models import (
     TopEntry,
 )
 from bot.store.moderation import Moderation, ServerRules
+from bot.store.queue import FairQueue
 
 __all__ = [
     "ACTIVE_STATES",
@@ -58,6 +61,7 @@ __all__ = [
     "CancelResult",
     "Clock",
     "Database",
+    "FairQueue",
     "GuildSettings",
     "InsufficientCredits",
     "Job",
@@ -68,6 +72,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "Ledger",
+    "Limits",
     "MemberBlocked",
     "Moderation",
     "NewJob",
@@ -88,11 +93,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """The database and the services on it, sharing one clock."""
+    """The database and the services on it, sharing one clock and one set of limits."""
 
     db: Database
+    limits: Limits
+    clock: Clock
     ledger: Ledger
     jobs: JobStore
+    queue: FairQueue
     admin: QuotaAdmin
     moderation: Moderation
 
@@ -101,15 +109,31 @@ class Store:
         cls,
         path: str | Path,
         *,
+        limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
     ) -> Store:
         db = await Database.open(path)
+        return cls.on(db, limits=limits, clock=clock, cost_overrides=cost_overrides)
+
+    @classmethod
+    def on(
+        cls,
+        db: Database,
+        *,
+        limits: Limits,
+        clock: Clock = utcnow,
+        cost_overrides: Mapping[str, int] | None = None,
+    ) -> Store:
+        """The services on a database that is already open (``open`` opens it too)."""
         return cls(
             db=db,
-            ledger=Ledger(db, clock=clock),
-            jobs=JobStore(db, clock=clock, cost_overrides=cost_overrides),
-            admin=QuotaAdmin(db, clock=clock),
+            limits=limits,
+            clock=clock,
+            ledger=Ledger(db, limits=limits, clock=clock),
+            jobs=JobStore(db, limits=limits, clock=clock, cost_overrides=cost_overrides),
+            queue=FairQueue(db, clock=clock),
+            admin=QuotaAdmin(db, limits=limits, clock=clock),
             moderation=Moderation(db, clock=clock),
         )
 

@@ -13,11 +13,16 @@ from bot.store import ledger
 from bot.store.audit import read_audit, write_audit
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow, week_first_day
 from bot.store.db import Database
-from bot.store.models import AuditEntry, GuildSettings, QuotaView, ServerView, TopEntry
+from bot.store.models import (
+    AuditEntry,
+    GuildSettings,
+    Limits,
+    QuotaView,
+    ServerView,
+    TopEntry,
+)
 
 MAX_CREDITS = 1_000_000_000  # far above any real allowance; keeps sums well inside int64
-
-_GUILD_FIELDS = frozenset({"server_cap", "paused", "pause_reason", "log_channel_id"})
 
 
 def _check_credits(value: int, *, allow_negative: bool = False) -> int:
@@ -69,8 +74,9 @@ def guild_settings_of(guild_id: int, row: sqlite3.Row) -> GuildSettings:
 class QuotaAdmin:
     """Moderators' credit controls. Permission checks belong to the caller (the cog)."""
 
-    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+    def __init__(self, db: Database, *, limits: Limits, clock: Clock = utcnow) -> None:
         self._db = db
+        self._limits = limits
         self._clock = clock
 
     def _now(self) -> float:
@@ -85,11 +91,10 @@ class QuotaAdmin:
         change: Any,
         *,
         role_ids: Iterable[int],
-        daily_default: int,
         reason: str | None = None,
     ) -> QuotaView:
         """Run ``change(conn, settings_row, now) -> (before, after)``, audit it, return the view."""
-        roles, now = list(role_ids), self._now()
+        roles, now, daily = list(role_ids), self._now(), self._limits.daily_credits
 
         def apply(conn: sqlite3.Connection) -> QuotaView:
             row = _member(conn, guild_id, user_id, now)
@@ -106,19 +111,17 @@ class QuotaAdmin:
                 reason=reason,
             )
             return ledger.quota_view(
-                conn, guild_id, user_id, role_ids=roles, daily_default=daily_default, now=now
+                conn, guild_id, user_id, role_ids=roles, daily_default=daily, now=now
             )
 
         return await self._db.write(apply)
 
-    async def show(
-        self, guild_id: int, user_id: int, *, role_ids: Iterable[int] = (), daily_default: int
-    ) -> QuotaView:
+    async def show(self, guild_id: int, user_id: int, *, role_ids: Iterable[int] = ()) -> QuotaView:
         """A member's allowance, bonus, used today, reserved and blocked state."""
-        roles, now = list(role_ids), self._now()
+        roles, now, daily = list(role_ids), self._now(), self._limits.daily_credits
         return await self._db.read(
             lambda conn: ledger.quota_view(
-                conn, guild_id, user_id, role_ids=roles, daily_default=daily_default, now=now
+                conn, guild_id, user_id, role_ids=roles, daily_default=daily, now=now
             )
         )
 
@@ -130,7 +133,6 @@ class QuotaAdmin:
         daily: int | None,
         *,
         role_ids: Iterable[int] = (),
-        daily_default: int,
     ) -> QuotaView:
         """The member's own daily allowance; None goes back to roles/DAILY_CREDITS."""
         value = None if daily is None else _check_credits(daily)
@@ -150,7 +152,6 @@ class QuotaAdmin:
             "quota.set_daily",
             change,
             role_ids=role_ids,
-            daily_default=daily_default,
         )
 
     async def grant(
@@ -161,7 +162,6 @@ class QuotaAdmin:
         credits: int,
         *,
         role_ids: Iterable[int] = (),
-        daily_default: int,
         reason: str | None = None,
     ) -> QuotaView:
         """Add one-off bonus credits. A negative grant takes bonus back first; what the bonus
@@ -195,7 +195,6 @@ class QuotaAdmin:
             "quota.grant",
             change,
             role_ids=role_ids,
-            daily_default=daily_default,
             reason=reason,
         )
 
@@ -206,7 +205,6 @@ class QuotaAdmin:
         user_id: int,
         *,
         role_ids: Iterable[int] = (),
-        daily_default: int,
     ) -> QuotaView:
         """Clear today's usage: the member has their whole allowance again today.
 
@@ -227,7 +225,6 @@ class QuotaAdmin:
             "quota.reset",
             change,
             role_ids=role_ids,
-            daily_default=daily_default,
         )
 
     async def block(
@@ -238,12 +235,9 @@ class QuotaAdmin:
         reason: str | None = None,
         *,
         role_ids: Iterable[int] = (),
-        daily_default: int,
     ) -> QuotaView:
         """The member cannot start jobs (jobs already accepted still run)."""
-        return await self._set_blocked(
-            guild_id, actor_id, user_id, True, reason, role_ids, daily_default
-        )
+        return await self._set_blocked(guild_id, actor_id, user_id, True, reason, role_ids)
 
     async def unblock(
         self,
@@ -252,11 +246,8 @@ class QuotaAdmin:
         user_id: int,
         *,
         role_ids: Iterable[int] = (),
-        daily_default: int,
     ) -> QuotaView:
-        return await self._set_blocked(
-            guild_id, actor_id, user_id, False, None, role_ids, daily_default
-        )
+        return await self._set_blocked(guild_id, actor_id, user_id, False, None, role_ids)
 
     async def _set_blocked(
         self,
@@ -266,7 +257,6 @@ class QuotaAdmin:
         blocked: bool,
         reason: str | None,
         role_ids: Iterable[int],
-        daily_default: int,
     ) -> QuotaView:
         def change(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> Any:
             conn.execute(
@@ -284,7 +274,6 @@ class QuotaAdmin:
             "quota.block" if blocked else "quota.unblock",
             change,
             role_ids=role_ids,
-            daily_default=daily_default,
             reason=reason,
         )
 
@@ -293,42 +282,25 @@ class QuotaAdmin:
     async def set_server_cap(self, guild_id: int, actor_id: int, credits: int) -> ServerView:
         """A daily cap on the whole server's credits (0 = none)."""
         cap = _check_credits(credits)
-        return await self._guild_change(guild_id, actor_id, "quota.server_cap", server_cap=cap)
-
-    async def update_guild(
-        self, guild_id: int, actor_id: int, action: str, **fields: Any
-    ) -> ServerView:
-        """Change guild settings (paused, pause_reason, log_channel_id, …) with an audit row."""
-        return await self._guild_change(guild_id, actor_id, action, **fields)
-
-    async def _guild_change(
-        self, guild_id: int, actor_id: int, action: str, **fields: Any
-    ) -> ServerView:
-        unknown = set(fields) - _GUILD_FIELDS
-        if unknown or not fields:
-            raise ValueError(f"not guild settings: {', '.join(sorted(unknown)) or '(none)'}")
-        names = sorted(fields)
-        values = [int(v) if isinstance(v, bool) else v for v in (fields[n] for n in names)]
-        assignments = ", ".join(f"{name} = ?" for name in names)
         now = self._now()
 
         def apply(conn: sqlite3.Connection) -> ServerView:
             row = guild_row(conn, guild_id, now)
             conn.execute(
-                f"UPDATE guild_settings SET {assignments}, updated_at = ? WHERE guild_id = ?",
-                (*values, now, guild_id),
+                "UPDATE guild_settings SET server_cap = ?, updated_at = ? WHERE guild_id = ?",
+                (cap, now, guild_id),
             )
             write_audit(
                 conn,
                 guild_id=guild_id,
                 actor_id=actor_id,
-                action=action,
+                action="quota.server_cap",
                 target_id=None,
-                before={name: row[name] for name in names},
-                after=dict(zip(names, values, strict=True)),
+                before={"server_cap": row["server_cap"]},
+                after={"server_cap": cap},
                 now=now,
             )
-            return _server_view(conn, guild_id, now)
+            return server_view(conn, guild_id, now)
 
         return await self._db.write(apply)
 
@@ -366,14 +338,9 @@ class QuotaAdmin:
                 after={"role_daily": daily or None},
                 now=now,
             )
-            return _server_view(conn, guild_id, now)
+            return server_view(conn, guild_id, now)
 
         return await self._db.write(apply)
-
-    async def server(self, guild_id: int) -> ServerView:
-        """The server's cap, spent today, reserved, and role allowances."""
-        now = self._now()
-        return await self._db.read(lambda conn: _server_view(conn, guild_id, now))
 
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         row = await self._db.fetch_one(
@@ -421,7 +388,8 @@ class QuotaAdmin:
         return await read_audit(self._db, guild_id, user_id=user_id, limit=limit)
 
 
-def _server_view(conn: sqlite3.Connection, guild_id: int, now: float) -> ServerView:
+def server_view(conn: sqlite3.Connection, guild_id: int, now: float) -> ServerView:
+    """The server's cap, spent today, reserved, and role allowances."""
     day = day_of(now)
     cap, spent, reserved = conn.execute(
         "SELECT COALESCE((SELECT server_cap FROM guild_settings WHERE guild_id = :g), 0),"

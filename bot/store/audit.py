@@ -21,9 +21,9 @@ def write_audit(
     after: dict[str, Any],
     now: float,
     reason: str | None = None,
-) -> int:
+) -> None:
     """Append one row; call it inside the transaction that makes the change."""
-    cursor = conn.execute(
+    conn.execute(
         "INSERT INTO audit_log (guild_id, actor_id, action, target_id, before_json,"
         " after_json, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -37,8 +37,6 @@ def write_audit(
             now,
         ),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 async def read_audit(

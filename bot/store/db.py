@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -40,7 +40,6 @@ ANALYSIS_LIMIT = 1000
 @dataclass(frozen=True, slots=True)
 class ExecResult:
     rowcount: int
-    lastrowid: int | None
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
@@ -56,8 +55,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
 
 
 def _exec(conn: sqlite3.Connection, sql: str, params: Params) -> ExecResult:
-    cursor = conn.execute(sql, params)
-    return ExecResult(cursor.rowcount, cursor.lastrowid)
+    return ExecResult(conn.execute(sql, params).rowcount)
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: Params) -> sqlite3.Row | None:
@@ -306,10 +304,6 @@ class Database:
         """One statement in its own (group-committed) write transaction."""
         return await self.write(lambda conn: _exec(conn, sql, params))
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        rows = list(rows)
-        await self.write(lambda conn: conn.executemany(sql, rows))
-
     async def get_meta(self, key: str) -> str | None:
         row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row[0])
@@ -320,8 +314,3 @@ class Database:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-
-    async def schema_version(self) -> int:
-        row = await self.fetch_one("PRAGMA user_version")
-        assert row is not None
-        return int(row[0])

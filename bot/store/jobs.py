@@ -1,19 +1,12 @@
 """Jobs in SQLite: acceptance (job + input + reservation in one transaction), state
-transitions as compare-and-set, finishing with the ledger, and the fair queue.
-
-Fairness (the README's "Members take turns"): the next job to start is the oldest queued job
-of the member whose most recent start is oldest; members who never started go first. It is
-keyed by Discord user id across servers, like the per-member active-job limit, because both
-protect the bot's one PixVerse account.
+transitions as compare-and-set, and finishing with the ledger. Which queued job starts next
+is ``bot.store.queue``.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-import math
 import sqlite3
-from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import Enum
@@ -42,6 +35,7 @@ from bot.store.models import (
     JobInput,
     JobParams,
     JobState,
+    Limits,
     NewJob,
     QueueStats,
 )
@@ -69,10 +63,6 @@ UPDATABLE_FIELDS = frozenset(
     }
 )
 
-_ELIGIBLE = "j.state = 'queued' AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= :now)"
-_LAST_START = "(SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = j.user_id)"
-_NOT_EXCLUDED = "j.user_id NOT IN (SELECT value FROM json_each(:exclude))"
-
 
 def _sql_value(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -99,35 +89,6 @@ def _states(states: JobState | str | Iterable[JobState | str]) -> list[str]:
     return [JobState(state).value for state in states]
 
 
-def _fair_order(rows: list[sqlite3.Row], now: float) -> list[sqlite3.Row]:
-    """Order queued jobs (given oldest first, each with ``last_start``) as they would start."""
-    per_user: dict[int, deque[sqlite3.Row]] = {}
-    last_start: dict[int, float] = {}
-    for row in rows:
-        user = row["user_id"]
-        if user not in per_user:
-            per_user[user] = deque()
-            start = row["last_start"]
-            last_start[user] = -math.inf if start is None else float(start)
-        per_user[user].append(row)
-    heap = [
-        (last_start[user], jobs[0]["created_at"], jobs[0]["id"], user)
-        for user, jobs in per_user.items()
-    ]
-    heapq.heapify(heap)
-    order: list[sqlite3.Row] = []
-    started = 0
-    while heap:
-        _, _, _, user = heapq.heappop(heap)
-        jobs = per_user[user]
-        order.append(jobs.popleft())
-        if jobs:
-            # As if that job started now: after every real start, and after earlier turns.
-            started += 1
-            heapq.heappush(heap, (now + started, jobs[0]["created_at"], jobs[0]["id"], user))
-    return order
-
-
 def _cheapest(overrides: dict[str, int]) -> int:
     """The lowest price of any combination PixVerse accepts (for refusal hints)."""
     prices = []
@@ -146,10 +107,12 @@ class JobStore:
         self,
         db: Database,
         *,
+        limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
     ) -> None:
         self._db = db
+        self._limits = limits
         self._clock = clock
         self._cost_overrides = dict(cost_overrides or {})
         self.cheapest = _cheapest(self._cost_overrides)
@@ -163,14 +126,7 @@ class JobStore:
 
     # --- acceptance -------------------------------------------------------------------------
 
-    async def create(
-        self,
-        new_job: NewJob,
-        *,
-        role_ids: Iterable[int] = (),
-        max_jobs_per_user: int,
-        daily_default: int,
-    ) -> Job:
+    async def create(self, new_job: NewJob, *, role_ids: Iterable[int] = ()) -> Job:
         """Accept a job: checks, job row, input, reservation — all or nothing.
 
         Raises (nothing written): MemberBlocked, ServerPaused, TooManyJobs,
@@ -178,10 +134,7 @@ class JobStore:
         combination PixVerse refuses.
         """
         cost = new_job.cost if new_job.cost is not None else self.price(new_job.params)
-        moment = self._clock()
-        now = to_ts(moment)
-        roles = list(role_ids)
-        params_json = new_job.params.model_dump_json()
+        now, roles = self._now(), list(role_ids)
         expires = (
             None
             if new_job.interaction_expires_at is None
@@ -193,30 +146,21 @@ class JobStore:
             else new_job.channel_id
         )
 
-        def accept(conn: sqlite3.Connection) -> int:
-            numbers = self._check_member(
-                conn,
-                new_job.guild_id,
-                new_job.user_id,
-                cost,
-                roles,
-                max_jobs_per_user,
-                daily_default,
-                now,
-            )
-            cursor = conn.execute(
+        def accept(conn: sqlite3.Connection) -> sqlite3.Row:
+            numbers = self._check_member(conn, new_job.guild_id, new_job.user_id, cost, roles, now)
+            row: sqlite3.Row = conn.execute(
                 "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
                 " cost, state, pixverse_img_id, pixverse_media_id, status_channel_id,"
                 " status_message_id, interaction_token, interaction_expires_at, created_at,"
                 " updated_at, upload_limit)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
                     new_job.guild_id,
                     new_job.channel_id,
                     new_job.user_id,
                     str(new_job.kind),
                     new_job.parent_job_id,
-                    params_json,
+                    new_job.params.model_dump_json(),
                     cost,
                     new_job.pixverse_img_id,
                     new_job.pixverse_media_id,
@@ -228,15 +172,13 @@ class JobStore:
                     now,
                     new_job.upload_limit,
                 ),
-            )
-            job_id = cursor.lastrowid
-            assert job_id is not None
+            ).fetchone()
             if new_job.input is not None:
                 conn.execute(
                     "INSERT INTO job_inputs (job_id, filename, content_type, data, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (
-                        job_id,
+                        row["id"],
                         new_job.input.filename,
                         new_job.input.content_type,
                         new_job.input.data,
@@ -245,57 +187,19 @@ class JobStore:
                 )
             ledger.insert_reservation(
                 conn,
-                job_id=job_id,
+                job_id=row["id"],
                 guild_id=new_job.guild_id,
                 user_id=new_job.user_id,
                 amount=cost,
                 base_allowance=numbers.base_allowance,
                 now=now,
             )
-            return job_id
+            return row
 
-        job_id = await self._db.write(accept)
-        return Job(
-            id=job_id,
-            guild_id=new_job.guild_id,
-            channel_id=new_job.channel_id,
-            user_id=new_job.user_id,
-            kind=str(new_job.kind),
-            parent_job_id=new_job.parent_job_id,
-            params=new_job.params,
-            cost=cost,
-            state=JobState.QUEUED,
-            pixverse_img_id=new_job.pixverse_img_id,
-            pixverse_media_id=new_job.pixverse_media_id,
-            pixverse_video_id=None,
-            trace_id=None,
-            result_url=None,
-            status_channel_id=status_channel,
-            status_message_id=new_job.status_message_id,
-            interaction_token=new_job.interaction_token,
-            interaction_expires_at=new_job.interaction_expires_at,
-            attempts=0,
-            next_attempt_at=None,
-            error=None,
-            removed_at=None,
-            removed_by=None,
-            created_at=moment,
-            updated_at=moment,
-            started_at=None,
-            submitted_at=None,
-            finished_at=None,
-            upload_limit=new_job.upload_limit,
-        )
+        return Job.from_row(await self._db.write(accept))
 
     async def precheck(
-        self,
-        guild_id: int,
-        user_id: int,
-        params: JobParams,
-        *,
-        role_ids: Iterable[int] = (),
-        max_jobs_per_user: int,
-        daily_default: int,
+        self, guild_id: int, user_id: int, params: JobParams, *, role_ids: Iterable[int] = ()
     ) -> int:
         """Raise the Refusal that ``create`` would raise now, writing nothing; return the cost.
 
@@ -305,9 +209,7 @@ class JobStore:
         now, roles = self._now(), list(role_ids)
 
         def check(conn: sqlite3.Connection) -> int:
-            self._check_member(
-                conn, guild_id, user_id, cost, roles, max_jobs_per_user, daily_default, now
-            )
+            self._check_member(conn, guild_id, user_id, cost, roles, now)
             return cost
 
         return await self._db.read(check)
@@ -319,8 +221,6 @@ class JobStore:
         user_id: int,
         cost: int,
         role_ids: list[int],
-        max_jobs_per_user: int,
-        daily_default: int,
         now: float,
     ) -> ledger.MemberNumbers:
         """The member's numbers, or the Refusal that applies (blocked first)."""
@@ -329,14 +229,14 @@ class JobStore:
             guild_id,
             user_id,
             role_ids=role_ids,
-            daily_default=daily_default,
+            daily_default=self._limits.daily_credits,
             day=day_of(now),
             count_jobs=True,
         )
         ledger.check_reserve(
             numbers,
             cost,
-            max_jobs_per_user=max_jobs_per_user,
+            max_jobs_per_user=self._limits.max_jobs_per_user,
             resets_at=next_reset(now),
             cheapest=self.cheapest,
         )
@@ -368,13 +268,6 @@ class JobStore:
     async def count_for_user(self, guild_id: int, user_id: int) -> int:
         row = await self._db.fetch_one(
             "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-        )
-        return 0 if row is None else int(row[0])
-
-    async def active_count(self, user_id: int) -> int:
-        """A member's jobs queued or in flight (what MAX_JOBS_PER_USER limits)."""
-        row = await self._db.fetch_one(
-            f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN {ACTIVE_SQL}", (user_id,)
         )
         return 0 if row is None else int(row[0])
 
@@ -414,63 +307,6 @@ class JobStore:
             },
         )
         return [Job.from_row(row) for row in rows]
-
-    # --- the fair queue ---------------------------------------------------------------------
-
-    async def pick_next(self, *, exclude_users: Iterable[int] = ()) -> Job | None:
-        """The job that should start next (not claimed: see claim_next)."""
-        now, exclude = self._now(), ledger.role_json(exclude_users)
-        row = await self._db.fetch_one(
-            f"SELECT j.* FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-            f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1",
-            {"now": now, "exclude": exclude},
-        )
-        return None if row is None else Job.from_row(row)
-
-    async def claim_next(
-        self,
-        *,
-        exclude_users: Iterable[int] = (),
-        state: JobState = JobState.UPLOADING,
-    ) -> Job | None:
-        """Pick the next job and move it out of the queue (started_at = now) atomically."""
-        now, exclude = self._now(), ledger.role_json(exclude_users)
-        if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
-            raise ValueError(f"cannot claim a job into {state}")
-
-        def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            return conn.execute(
-                "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
-                f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-                f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1)"
-                " RETURNING *",
-                {"state": JobState(state).value, "now": now, "exclude": exclude},
-            ).fetchone()
-
-        row = await self._db.write(claim)
-        return None if row is None else Job.from_row(row)
-
-    async def next_fair_batch(self, limit: int, *, exclude_users: Iterable[int] = ()) -> list[Job]:
-        """The next ``limit`` jobs to start, in order, members taking turns."""
-        now, exclude = self._now(), ledger.role_json(exclude_users)
-        rows = await self._db.fetch_all(
-            f"SELECT j.*, {_LAST_START} AS last_start FROM jobs AS j"
-            f" WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED} ORDER BY j.created_at, j.id",
-            {"now": now, "exclude": exclude},
-        )
-        return [Job.from_row(row) for row in _fair_order(rows, now)[:limit]]
-
-    async def queue_position(self, job_id: int) -> int | None:
-        """1-based place of a queued job in the fair order (retries waiting included)."""
-        now = self._now()
-        rows = await self._db.fetch_all(
-            f"SELECT j.id, j.user_id, j.created_at, {_LAST_START} AS last_start FROM jobs AS j"
-            " WHERE j.state = 'queued' ORDER BY j.created_at, j.id"
-        )
-        for position, row in enumerate(_fair_order(rows, now), start=1):
-            if row["id"] == job_id:
-                return position
-        return None
 
     async def stats(self, *, window: timedelta = timedelta(days=7)) -> QueueStats:
         """Queue depth, jobs running, and mean generation time per (model, quality, duration)."""
@@ -547,11 +383,6 @@ class JobStore:
         sql = f"UPDATE jobs SET updated_at = ?{extra} WHERE id = ?"
         params = [self._now(), *values, job_id]
         return await self._db.write(lambda conn: conn.execute(sql, params).rowcount == 1)
-
-    async def drop_input(self, job_id: int) -> bool:
-        """Forget the input file once PixVerse has it; False if there was none."""
-        result = await self._db.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
-        return result.rowcount == 1
 
     async def finish_done(
         self,

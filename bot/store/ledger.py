@@ -29,7 +29,7 @@ Edge cases: if an allowance is lowered (or the bonus taken back) while a job is 
 its commit may push "used today" past the allowance; Left is then shown as 0.
 
 The functions taking ``conn`` run on the database thread inside a transaction the caller
-opened (``Database.write``); ``Ledger`` wraps them for callers outside one.
+opened (``Database.write``); ``Ledger`` reads quota views for callers outside one.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from bot.store.errors import (
     ServerPaused,
     TooManyJobs,
 )
-from bot.store.models import ACTIVE_SQL, AllowanceSource, QuotaView
+from bot.store.models import ACTIVE_SQL, AllowanceSource, Limits, QuotaView
 
 # One statement for everything a reservation decides on: each aiosqlite statement costs
 # interpreter time on the database thread, and this runs for every accepted command.
@@ -246,42 +246,6 @@ def insert_reservation(
     return cursor.rowcount == 1
 
 
-def reserve(
-    conn: sqlite3.Connection,
-    *,
-    job_id: int,
-    guild_id: int,
-    user_id: int,
-    amount: int,
-    role_ids: Iterable[int],
-    daily_default: int,
-    now: float,
-    max_jobs_per_user: int | None = None,
-) -> bool:
-    """Check and reserve ``amount`` for ``job_id``; False if already reserved (any state)."""
-    if conn.execute("SELECT 1 FROM ledger WHERE job_id = ?", (job_id,)).fetchone():
-        return False
-    numbers = load_member(
-        conn,
-        guild_id,
-        user_id,
-        role_ids=role_ids,
-        daily_default=daily_default,
-        day=day_of(now),
-        count_jobs=max_jobs_per_user is not None,
-    )
-    check_reserve(numbers, amount, max_jobs_per_user=max_jobs_per_user, resets_at=next_reset(now))
-    return insert_reservation(
-        conn,
-        job_id=job_id,
-        guild_id=guild_id,
-        user_id=user_id,
-        amount=amount,
-        base_allowance=numbers.base_allowance,
-        now=now,
-    )
-
-
 def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
     """Turn the job's reservation into usage on today's UTC day; False unless it was reserved."""
     day = day_of(now)
@@ -454,25 +418,22 @@ def quota_view(
 
 
 class Ledger:
-    """The ledger for callers outside a transaction; every method is one write transaction."""
+    """Members' quota views for callers outside a transaction (each one read snapshot).
 
-    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+    Reserving, committing, releasing and refunding happen inside the job transactions
+    (``bot.store.jobs``), through the functions above.
+    """
+
+    def __init__(self, db: Database, *, limits: Limits, clock: Clock = utcnow) -> None:
         self._db = db
+        self._limits = limits
         self._clock = clock
 
-    def _now(self) -> float:
-        return to_ts(self._clock())
-
     async def quota(
-        self, guild_id: int, user_id: int, *, role_ids: Iterable[int] = (), daily_default: int
+        self, guild_id: int, user_id: int, *, role_ids: Iterable[int] = ()
     ) -> QuotaView:
         """What /quota shows: allowance, bonus, used today, reserved, left, server cap, reset."""
-        roles, now = list(role_ids), self._now()
-        return await self._db.read(
-            lambda conn: quota_view(
-                conn, guild_id, user_id, role_ids=roles, daily_default=daily_default, now=now
-            )
-        )
+        return await self._quota(guild_id, user_id, list(role_ids), self._limits.daily_credits)
 
     async def quota_for_job(self, job_id: int) -> QuotaView | None:
         """The job owner's quota now, with the allowance their roles gave at reservation.
@@ -484,47 +445,14 @@ class Ledger:
         )
         if row is None:
             return None
-        return await self.quota(int(row[0]), int(row[1]), daily_default=int(row[2]))
+        return await self._quota(int(row[0]), int(row[1]), [], int(row[2]))
 
-    async def reserve(
-        self,
-        job_id: int,
-        guild_id: int,
-        user_id: int,
-        amount: int,
-        *,
-        role_ids: Iterable[int] = (),
-        daily_default: int,
-    ) -> bool:
-        """Reserve for an existing job; raises a Refusal; False if it already had a reservation."""
-        roles, now = list(role_ids), self._now()
-        return await self._db.write(
-            lambda conn: reserve(
-                conn,
-                job_id=job_id,
-                guild_id=guild_id,
-                user_id=user_id,
-                amount=amount,
-                role_ids=roles,
-                daily_default=daily_default,
-                now=now,
+    async def _quota(
+        self, guild_id: int, user_id: int, roles: list[int], daily_default: int
+    ) -> QuotaView:
+        now = to_ts(self._clock())
+        return await self._db.read(
+            lambda conn: quota_view(
+                conn, guild_id, user_id, role_ids=roles, daily_default=daily_default, now=now
             )
         )
-
-    async def commit(self, job_id: int) -> bool:
-        now = self._now()
-        return await self._db.write(lambda conn: commit(conn, job_id, now))
-
-    async def release(self, job_id: int, reason: str | None = None) -> bool:
-        now = self._now()
-        return await self._db.write(lambda conn: release(conn, job_id, now, reason))
-
-    async def refund_committed(self, job_id: int) -> int:
-        """Credits given back for a committed job (0 if it was not committed)."""
-        now = self._now()
-        return await self._db.write(lambda conn: refund_committed(conn, job_id, now))
-
-    async def state_of(self, job_id: int) -> str | None:
-        """'reserved', 'committed', 'released', 'refunded', or None without a reservation."""
-        row = await self._db.fetch_one("SELECT state FROM ledger WHERE job_id = ?", (job_id,))
-        return None if row is None else str(row[0])

@@ -188,6 +188,15 @@ AllowanceSource = Literal["own", "role", "default"]
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """The operator's credit limits, given to the store once (settings DAILY_CREDITS and
+    MAX_JOBS_PER_USER)."""
+
+    daily_credits: int  # a member's allowance without an own value or a richer role
+    max_jobs_per_user: int  # jobs queued or in flight per member, across servers
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaView:
     """One member's credits today: what /quota and /quota-admin show display.
 

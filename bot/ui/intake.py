@@ -120,14 +120,11 @@ class Intake:
         store decides atomically when the job is written."""
         check_channel(interaction)
         assert interaction.guild is not None
-        settings = self._bot.settings
         await self._bot.store.jobs.precheck(
             interaction.guild.id,
             interaction.user.id,
             params,
             role_ids=member_role_ids(interaction),
-            max_jobs_per_user=settings.max_jobs_per_user,
-            daily_default=settings.daily_credits,
         )
         await self.check_server_rules(interaction, params.prompt if check_prompt else None)
 
@@ -144,7 +141,6 @@ class Intake:
     ) -> Job:
         check_channel(interaction)
         assert interaction.guild is not None and interaction.channel_id is not None
-        settings = self._bot.settings
         deferred = interaction.response.is_done()
         try:
             await self.precheck(interaction, params)
@@ -164,14 +160,12 @@ class Intake:
                     upload_limit=interaction.filesize_limit or interaction.guild.filesize_limit,
                 ),
                 role_ids=member_role_ids(interaction),
-                max_jobs_per_user=settings.max_jobs_per_user,
-                daily_default=settings.daily_credits,
             )
         except Exception:
             if deferred:
                 await _withdraw_deferral(interaction)
             raise
-        position = await self._bot.store.jobs.queue_position(job.id)
+        position = await self._bot.store.queue.queue_position(job.id)
         update = JobUpdate.of(
             job, JobState.QUEUED, simulated=self._bot.simulated, queue_position=position
         )

@@ -332,7 +332,6 @@ class LogBlockButton(
             job.user_id,
             f"blocked from the moderation log (job #{job.id})",
             role_ids=[role.id for role in member.roles] if member else [],
-            daily_default=bot.settings.daily_credits,
         )
         await interaction.response.send_message(
             f"<@{job.user_id}> is blocked from starting videos in this server "
