@@ -7,13 +7,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.refusal import Refusal
 
-class UserFacingError(app_commands.AppCommandError):
-    """A refusal whose message tells the member what to change; nothing was charged."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class UserFacingError(Refusal, app_commands.AppCommandError):
+    """A refusal raised by the Discord side (a check, a cog); it is mapped as every
+    ``Refusal`` is."""
 
 
 def require_guild(interaction: discord.Interaction[Any]) -> int:

@@ -20,6 +20,7 @@ from bot.jobs.media import (
 from bot.jobs.options import Defaults, build_options
 from bot.pixverse.rules import PROMPT_MAX, SEED_MAX
 from bot.store.models import JobInput, JobKind, JobParams, JobSource, JobState
+from bot.tree import guarded_autocomplete
 from bot.ui.intake import within_deadline
 from bot.ui.render import prompt_start
 
@@ -168,6 +169,7 @@ class Generate(commands.Cog):
 
     @video.autocomplete("effect")
     @extend.autocomplete("effect")
+    @guarded_autocomplete
     async def effect_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[str]]:
@@ -179,6 +181,7 @@ class Generate(commands.Cog):
         ][:25]
 
     @extend.autocomplete("job")
+    @guarded_autocomplete
     async def job_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[int]]:

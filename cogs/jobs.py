@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.errors import UserFacingError, require_guild
 from bot.store.models import CancelResult, Job, JobState
+from bot.tree import guarded_autocomplete
 from bot.ui.render import prompt_start
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class Jobs(commands.Cog):
         self.bot.runner.report_cancelled(existing, "Cancelled by its owner.")
 
     @cancel.autocomplete("job")
+    @guarded_autocomplete
     async def cancel_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[int]]:

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.errors import require_manage_server
 from bot.store.models import GuildSettings, Job
 from bot.store.moderation import MAX_PHRASE, ListChange, SettingsChange
+from bot.tree import guarded_autocomplete
 from bot.ui.moderation import NO_PINGS, cancel_job, remove_result
 from bot.ui.render import prompt_start
 
@@ -141,6 +142,7 @@ class Mod(commands.GroupCog, group_name="mod"):
         await self._reply(interaction, removal.reply())
 
     @cancel.autocomplete("job")
+    @guarded_autocomplete
     async def unfinished_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[int]]:
@@ -150,6 +152,7 @@ class Mod(commands.GroupCog, group_name="mod"):
         return [_job_choice(job) for job in jobs]
 
     @remove.autocomplete("job")
+    @guarded_autocomplete
     async def finished_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[int]]:
@@ -282,6 +285,7 @@ class Mod(commands.GroupCog, group_name="mod"):
         )
 
     @filter_remove.autocomplete("word")
+    @guarded_autocomplete
     async def filter_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[str]]:

@@ -24,6 +24,7 @@ from bot.pixverse.rules import (
     VIDEO_MAX_SECONDS,
     VIDEO_MAX_SIDE,
 )
+from bot.refusal import Refusal
 
 IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 VIDEO_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
@@ -33,10 +34,8 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".webm"}
 
 
-class MediaRejected(ValueError):
+class MediaRejected(Refusal, ValueError):
     """The file cannot be used; the message says what to change."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True, slots=True)

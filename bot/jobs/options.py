@@ -21,15 +21,14 @@ from bot.pixverse.rules import (
     Style,
     check_combination,
 )
+from bot.refusal import Refusal
 from bot.store.models import JobParams, JobSource
 
 EnumT = TypeVar("EnumT", Model, Quality, Motion, Style)
 
 
-class OptionRejected(ValueError):
+class OptionRejected(Refusal, ValueError):
     """An option or combination PixVerse would refuse; the message says what to change."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.refusal import Refusal
+
 # ``resets_at`` is kept on the exceptions so the Discord side can add a relative timestamp
 # (``<t:…:R>``), which each client renders in its own time zone.
 _RESET_HINT = "wait for the reset at 00:00 UTC"
 
 
-class Refusal(Exception):
-    """A job the store will not accept; nothing was written or charged."""
-
-    # Read by the command tree: the message goes to the member as it is.
-    user_facing = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+__all__ = ["Refusal"]  # the store's refusals below share the bot-wide base
 
 
 class MemberBlocked(Refusal):

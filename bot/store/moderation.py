@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from bot.refusal import Refusal
 from bot.store.admin import guild_row, guild_settings_of
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, to_ts, utcnow
@@ -27,11 +28,8 @@ MAX_FILTERS = 100
 MAX_PHRASE = 100  # characters of one normalized phrase (the table's CHECK says the same)
 
 
-class RuleRefused(ValueError):
+class RuleRefused(Refusal, ValueError):
     """A /mod change the store will not make; the message says what to change."""
-
-    # Read by the command tree: the message goes to the moderator as it is.
-    user_facing = True
 
 
 @dataclass(frozen=True, slots=True)

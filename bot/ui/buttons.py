@@ -17,7 +17,7 @@ from bot.jobs.options import random_seed
 from bot.jobs.progress import JobUpdate
 from bot.pixverse.rules import PROMPT_MAX
 from bot.store.models import Job, JobKind, JobSource, JobState
-from bot.tree import send_ephemeral, user_message
+from bot.tree import answer_error
 
 if TYPE_CHECKING:
     from bot.app import PixBot
@@ -190,11 +190,12 @@ def _field(node: Any, custom_id: str) -> str:
 
 
 async def report_item_error(interaction: discord.Interaction[Any], error: Exception) -> None:
-    message = user_message(error)
-    if message is None:
-        log.error("Button or modal failed", exc_info=error)
-        message = "Something went wrong on the bot's side; nothing was charged."
-    await send_ephemeral(interaction, message)
+    await answer_error(
+        interaction,
+        error,
+        where="Button or modal",
+        unexpected="Something went wrong on the bot's side; nothing was charged.",
+    )
 
 
 def result_view(update: JobUpdate) -> discord.ui.View | None:

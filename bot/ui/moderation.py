@@ -20,7 +20,7 @@ from bot.errors import UserFacingError, require_manage_server
 from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
 from bot.store.models import AuditNote, Job, JobState
-from bot.tree import send_ephemeral, user_message
+from bot.tree import answer_error
 from bot.ui.buttons import JobButton
 from bot.ui.render import prompt_start
 
@@ -248,11 +248,12 @@ class _LogAction(JobButton):
             require_manage_server(interaction, "use the moderation log's buttons")
             await self.run(interaction)
         except Exception as exc:
-            message = user_message(exc)
-            if message is None:
-                log.error("Moderation log button failed", exc_info=exc)
-                message = "Something went wrong on the bot's side; nothing changed."
-            await send_ephemeral(interaction, message)
+            await answer_error(
+                interaction,
+                exc,
+                where="Moderation log button",
+                unexpected="Something went wrong on the bot's side; nothing changed.",
+            )
 
     async def mark_done(self, interaction: discord.Interaction[Any], note: str) -> None:
         """Note the action on the log message and take its button away (best effort)."""
