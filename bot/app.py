@@ -13,6 +13,7 @@ from bot.extensions import walk_extensions
 from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.jobs.webhook import WebhookReceiver
 from bot.pixverse import PixVerseClient
+from bot.service import JobService
 from bot.store import Limits, Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
@@ -55,6 +56,7 @@ class PixBot(commands.Bot):
     reporter: DiscordStatusReporter
     runner: JobRunner
     intake: Intake
+    job_service: JobService
     mod_log: ModLog
 
     def __init__(
@@ -142,6 +144,7 @@ class PixBot(commands.Bot):
         self.mod_log = ModLog(self)
         reporter = ModLogReporter(self.reporter, self.mod_log)
         self.runner = JobRunner(self.store, self.pixverse, reporter, config)
+        self.job_service = JobService(self.store, self.runner)
         self.intake = Intake(self)
         # Result and log buttons carry their job id, so they work on messages sent before
         # a restart.

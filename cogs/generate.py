@@ -19,7 +19,8 @@ from bot.jobs.media import (
 )
 from bot.jobs.options import Defaults, build_options
 from bot.pixverse.rules import PROMPT_MAX, SEED_MAX
-from bot.store.models import JobInput, JobKind, JobParams, JobSource, JobState
+from bot.service import NotUsable, usable_source
+from bot.store.models import JobInput, JobKind, JobParams, JobSource
 from bot.tree import guarded_autocomplete
 from bot.ui.intake import within_deadline
 from bot.ui.render import prompt_start
@@ -145,13 +146,14 @@ class Generate(commands.Cog):
         await self.bot.intake.precheck(interaction, params)
         if job is not None:
             parent = await self.bot.store.jobs.get(job)
-            if parent is None or parent.guild_id != interaction.guild_id:
+            problem = usable_source(parent, interaction.guild_id)
+            if problem is NotUsable.MISSING or parent is None:
                 raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
-            if parent.state is not JobState.DONE or parent.pixverse_video_id is None:
+            if problem is NotUsable.UNFINISHED:
                 raise UserFacingError(
                     f"Job #{job} is {parent.state.value}, not finished: extend a finished job."
                 )
-            if parent.removed_at is not None:
+            if problem is NotUsable.REMOVED:
                 # As the Extend button: a result removed for breaking the rules stays gone.
                 raise UserFacingError(
                     f"Job #{job} was removed by a moderator: extend another finished job."

@@ -90,12 +90,16 @@ class Jobs(commands.Cog):
         self, interaction: discord.Interaction[PixBot], job: app_commands.Range[int, 1]
     ) -> None:
         guild_id = require_guild(interaction)
-        existing = await self.bot.store.jobs.get(job)
-        if existing is None or existing.guild_id != guild_id:
-            raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
-        outcome = await self.bot.store.jobs.cancel(
-            job, by_user_id=interaction.user.id, reason="cancelled by its owner"
+        outcome = await self.bot.job_service.cancel(
+            job,
+            guild_id,
+            owner_id=interaction.user.id,
+            reason="cancelled by its owner",
+            shown="Cancelled by its owner.",
         )
+        if outcome.result is CancelResult.NOT_FOUND or outcome.job is None:
+            raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
+        existing = outcome.job
         if outcome.result is CancelResult.NOT_OWNER:
             raise UserFacingError(f"Job #{job} is not yours: you can cancel only your own jobs.")
         if outcome.result is CancelResult.NOT_QUEUED:
@@ -112,7 +116,6 @@ class Jobs(commands.Cog):
             f"Cancelled job #{job}; {outcome.refunded} credits are back in your allowance.",
             ephemeral=True,
         )
-        self.bot.runner.report_cancelled(existing, "Cancelled by its owner.")
 
     @cancel.autocomplete("job")
     @guarded_autocomplete

@@ -16,6 +16,7 @@ from bot.errors import UserFacingError
 from bot.jobs.options import random_seed
 from bot.jobs.progress import JobUpdate
 from bot.pixverse.rules import PROMPT_MAX
+from bot.service import NotUsable, usable_source
 from bot.store.models import Job, JobKind, JobSource, JobState
 from bot.tree import answer_error
 
@@ -28,12 +29,14 @@ log = logging.getLogger(__name__)
 async def _finished_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
     bot: PixBot = interaction.client  # type: ignore[assignment]
     job = await bot.store.jobs.get(job_id)
-    if job is None or interaction.guild is None or job.guild_id != interaction.guild.id:
+    problem = usable_source(job, interaction.guild.id if interaction.guild else None)
+    if problem is NotUsable.MISSING:
         raise UserFacingError(f"Job #{job_id} is not a job of this server.")
-    if job.state is not JobState.DONE or job.pixverse_video_id is None:
+    if problem is NotUsable.UNFINISHED:
         raise UserFacingError(f"Job #{job_id} has no finished video to work from.")
-    if job.removed_at is not None:
+    if problem is NotUsable.REMOVED:
         raise UserFacingError(f"Job #{job_id} was removed by a moderator.")
+    assert job is not None
     return job
 
 

@@ -52,19 +52,24 @@ async def cancel_job(
     bot: PixBot, guild_id: int, actor_id: int, job_id: int, reason: str | None
 ) -> str:
     """Cancel an unfinished job of this server, release its credits; the reply's text."""
-    job = await _job_of_server(bot, guild_id, job_id)
+    shown = f"Cancelled by a moderator: {reason}" if reason else "Cancelled by a moderator."
+    outcome = await bot.job_service.cancel(
+        job_id,
+        guild_id,
+        shown=shown,
+        reason=shown,
+        audit=AuditNote(actor_id, "mod.cancel", reason),
+    )
+    job = outcome.job
+    if job is None:
+        raise UserFacingError(f"There is no job #{job_id} in this server.")
     if job.is_final:
         raise UserFacingError(
             f"Job #{job_id} has already ended ({job.state.value}); to take down a finished "
             "result, use `/mod remove`."
         )
-    shown = f"Cancelled by a moderator: {reason}" if reason else "Cancelled by a moderator."
-    cancelled = await bot.runner.cancel(
-        job_id, shown, audit=AuditNote(actor_id, "mod.cancel", reason)
-    )
-    if cancelled is None:
-        now = await bot.store.jobs.get(job_id)
-        state = now.state.value if now else "gone"
+    if not outcome.ok:
+        state = outcome.state.value if outcome.state else "gone"
         raise UserFacingError(f"Job #{job_id} ended ({state}) before it could be cancelled.")
     return (
         f"Cancelled job #{job_id} of <@{job.user_id}> (it was {job.state.value}); its "
