@@ -102,7 +102,9 @@ class Generate(commands.Cog):
                 f"{prepared.width}×{prepared.height} for PixVerse."
             )
             params = params.model_copy(update={"notes": (*params.notes, note)})
-        await self.bot.intake.accept(interaction, params, upload=_job_input(prepared))
+        await self.bot.intake.accept(
+            interaction, params, upload=_job_input(prepared), prechecked=True
+        )
 
     @app_commands.command(name="extend", description="Continue a video with a new prompt")
     @app_commands.guild_only()
@@ -159,14 +161,14 @@ class Generate(commands.Cog):
                     f"Job #{job} was removed by a moderator: extend another finished job."
                 )
             await self.bot.intake.accept(
-                interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id
+                interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id, prechecked=True
             )
             return
         assert video is not None
         check_declared_video(video.filename, video.content_type, video.size)
         prepared = await within_deadline(interaction, _download(video, prepare_video))
         await self.bot.intake.accept(
-            interaction, params, kind=JobKind.EXTEND, upload=_job_input(prepared)
+            interaction, params, kind=JobKind.EXTEND, upload=_job_input(prepared), prechecked=True
         )
 
     @video.autocomplete("effect")

@@ -1,4 +1,5 @@
-"""Use cases on one job: whether it can be the source of a new one, and cancelling it.
+"""Use cases on jobs: who may start one here (the precheck), what a re-roll or an extension
+of a result asks for, whether a job can be such a source, and cancelling one.
 
 Cancelling has one road for members and moderators alike: ``JobService.cancel``. A member
 may cancel only their own job that PixVerse has not yet accepted (queued); a moderator any
@@ -11,9 +12,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.jobs.options import random_seed
 from bot.jobs.runner import JobRunner
+from bot.pixverse.rules import PROMPT_MAX
+from bot.refusal import Refusal
 from bot.store import Store
-from bot.store.models import AuditNote, CancelResult, Job, JobState
+from bot.store.models import AuditNote, CancelResult, Job, JobParams, JobSource, JobState
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks for a job, and where (a thread's parent channel counts as where too)."""
+
+    guild_id: int
+    user_id: int
+    channel_id: int | None
+    parent_channel_id: int | None = None
+    role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reroll:
+    """A re-roll of a result: the same input and options, a new seed."""
+
+    params: JobParams
+    parent_job_id: int | None
+    pixverse_img_id: int | None
+    pixverse_media_id: int | None
+
+
+def reroll_of(source: Job) -> Reroll:
+    params = source.params.model_copy(update={"seed": random_seed()})
+    # Same input: the image or video PixVerse already has, or the same extended video.
+    parent = source.parent_job_id if params.source is JobSource.JOB else source.id
+    return Reroll(params, parent, source.pixverse_img_id, source.pixverse_media_id)
+
+
+def extension_of(source: Job, prompt: str) -> JobParams:
+    """An extension of a result with a new prompt; its own options come from the source."""
+    text = prompt.strip()
+    if not text:
+        raise Refusal("The prompt is empty: describe what happens next.")
+    if len(text) > PROMPT_MAX:
+        raise Refusal(f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}.")
+    return source.params.model_copy(
+        update={
+            "prompt": text,
+            "negative_prompt": None,
+            "seed": random_seed(),
+            "source": JobSource.JOB,
+            "template_id": None,
+            "effect": None,
+            "notes": (),
+        }
+    )
 
 
 class NotUsable(StrEnum):
@@ -53,6 +105,32 @@ class JobService:
     def __init__(self, store: Store, runner: JobRunner) -> None:
         self._store = store
         self._runner = runner
+
+    async def precheck(
+        self, who: Requester, params: JobParams, *, check_prompt: bool = True
+    ) -> None:
+        """Everything that refuses a job before any download or charge: as the store would
+        now, a block first, a pause, too many jobs, credits; then the server's channel and
+        prompt rules (/mod channels, /mod filter). The store decides again, atomically, when
+        the job is written."""
+        await self._store.jobs.precheck(
+            who.guild_id, who.user_id, params, role_ids=list(who.role_ids)
+        )
+        await self.check_server_rules(who, params.prompt if check_prompt else None)
+
+    async def check_server_rules(self, who: Requester, prompt: str | None = None) -> None:
+        """Refuse what this server's moderators ruled out; without ``prompt``, only where."""
+        rules = await self._store.moderation.rules(who.guild_id)
+        if not rules.channel_allowed(who.channel_id, who.parent_channel_id):
+            where = ", ".join(f"<#{cid}>" for cid in rules.allowed_channels)
+            raise Refusal(
+                f"Videos can't be made in this channel: moderators allow them only in {where}."
+            )
+        if prompt is not None and (phrase := rules.refused_phrase(prompt)) is not None:
+            raise Refusal(
+                f"Your prompt contains “{phrase}”, which this server doesn't allow: "
+                "rephrase it and try again. Nothing was charged."
+            )
 
     async def job_in_server(self, job_id: int, guild_id: int) -> Job | None:
         job = await self._store.jobs.get(job_id)

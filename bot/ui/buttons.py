@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import UserFacingError
-from bot.jobs.options import random_seed
 from bot.jobs.progress import JobUpdate
 from bot.pixverse.rules import PROMPT_MAX
 from bot.service import NotUsable, usable_source
-from bot.store.models import Job, JobKind, JobSource, JobState
+from bot.service.jobs import extension_of, reroll_of
+from bot.store.models import Job, JobKind, JobState
 from bot.tree import answer_error
 
 if TYPE_CHECKING:
@@ -89,17 +89,14 @@ class RerollButton(
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
         bot: PixBot = interaction.client  # type: ignore[assignment]
-        source = await _finished_job(interaction, self.job_id)
-        params = source.params.model_copy(update={"seed": random_seed()})
-        # Same input: the image or video PixVerse already has, or the same extended video.
-        parent = source.parent_job_id if params.source is JobSource.JOB else source.id
+        reroll = reroll_of(await _finished_job(interaction, self.job_id))
         await bot.intake.accept(
             interaction,
-            params,
+            reroll.params,
             kind=JobKind.REROLL,
-            parent_job_id=parent,
-            pixverse_img_id=source.pixverse_img_id,
-            pixverse_media_id=source.pixverse_media_id,
+            parent_job_id=reroll.parent_job_id,
+            pixverse_img_id=reroll.pixverse_img_id,
+            pixverse_media_id=reroll.pixverse_media_id,
         )
 
 
@@ -161,22 +158,7 @@ async def submit_extend_modal(interaction: discord.Interaction[Any]) -> bool:
 async def _extend_from_modal(interaction: discord.Interaction[Any], job_id: int, text: str) -> None:
     bot: PixBot = interaction.client  # type: ignore[assignment]
     source = await _finished_job(interaction, job_id)
-    text = text.strip()
-    if not text:
-        raise UserFacingError("The prompt is empty: describe what happens next.")
-    if len(text) > PROMPT_MAX:
-        raise UserFacingError(f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}.")
-    params = source.params.model_copy(
-        update={
-            "prompt": text,
-            "negative_prompt": None,
-            "seed": random_seed(),
-            "source": JobSource.JOB,
-            "template_id": None,
-            "effect": None,
-            "notes": (),
-        }
-    )
+    params = extension_of(source, text)
     await bot.intake.accept(interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id)
 
 

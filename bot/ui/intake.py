@@ -18,6 +18,7 @@ import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.service.jobs import Requester
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
 from bot.ui.render import render
 
@@ -78,34 +79,24 @@ async def _withdraw_deferral(interaction: discord.Interaction[Any]) -> None:
         log.debug("Could not remove the deferred response: %s", exc)
 
 
-def _channel_ids(interaction: discord.Interaction[Any]) -> tuple[int | None, int | None]:
-    """The channel, and a thread's parent: a thread of an allowed channel is allowed too."""
+def requester(interaction: discord.Interaction[Any]) -> Requester:
+    """Who asks, and where: a thread's parent counts, so a thread of an allowed channel is
+    allowed too."""
+    assert interaction.guild is not None
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    return interaction.channel_id, parent
+    return Requester(
+        guild_id=interaction.guild.id,
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id,
+        parent_channel_id=parent,
+        role_ids=tuple(member_role_ids(interaction)),
+    )
 
 
 class Intake:
     def __init__(self, bot: PixBot) -> None:
         self._bot = bot
-
-    async def check_server_rules(
-        self, interaction: discord.Interaction[Any], prompt: str | None = None
-    ) -> None:
-        """Refuse what this server's moderators ruled out with /mod channels and /mod filter
-        (a pause is refused by the store, after a block); without ``prompt``, only where."""
-        assert interaction.guild is not None
-        rules = await self._bot.store.moderation.rules(interaction.guild.id)
-        if not rules.channel_allowed(*_channel_ids(interaction)):
-            where = ", ".join(f"<#{cid}>" for cid in rules.allowed_channels)
-            raise UserFacingError(
-                f"Videos can't be made in this channel: moderators allow them only in {where}."
-            )
-        if prompt is not None and (phrase := rules.refused_phrase(prompt)) is not None:
-            raise UserFacingError(
-                f"Your prompt contains “{phrase}”, which this server doesn't allow: "
-                "rephrase it and try again. Nothing was charged."
-            )
 
     async def precheck(
         self,
@@ -114,19 +105,12 @@ class Intake:
         *,
         check_prompt: bool = True,
     ) -> None:
-        """Everything that refuses a job, before any download or charge: the bot's channel
-        permissions; then, as the store would now, a block first, a pause, too many jobs,
-        credits; then the server's channel and prompt rules. ``accept`` repeats it, and the
-        store decides atomically when the job is written."""
+        """The bot's own channel permissions, then the use case's precheck (the member, the
+        server's rules), before any download or charge."""
         check_channel(interaction)
-        assert interaction.guild is not None
-        await self._bot.store.jobs.precheck(
-            interaction.guild.id,
-            interaction.user.id,
-            params,
-            role_ids=member_role_ids(interaction),
+        await self._bot.job_service.precheck(
+            requester(interaction), params, check_prompt=check_prompt
         )
-        await self.check_server_rules(interaction, params.prompt if check_prompt else None)
 
     async def accept(
         self,
@@ -138,12 +122,16 @@ class Intake:
         parent_job_id: int | None = None,
         pixverse_img_id: int | None = None,
         pixverse_media_id: int | None = None,
+        prechecked: bool = False,
     ) -> Job:
+        """Write the job and answer with its status message. ``prechecked`` when the caller
+        ran ``precheck`` already (before a download): the store decides again atomically."""
         check_channel(interaction)
         assert interaction.guild is not None and interaction.channel_id is not None
         deferred = interaction.response.is_done()
         try:
-            await self.precheck(interaction, params)
+            if not prechecked:
+                await self.precheck(interaction, params)
             job = await self._bot.store.jobs.create(
                 NewJob(
                     guild_id=interaction.guild.id,
