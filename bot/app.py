@@ -18,6 +18,7 @@ from bot.store import Limits, Store
 from bot.sync import sync_commands
 from bot.tree import PixTree
 from bot.ui.buttons import ExtendButton, RerollButton, result_view, submit_extend_modal
+from bot.ui.context import UiServices
 from bot.ui.intake import Intake
 from bot.ui.moderation import LogBlockButton, LogRemoveButton, ModLog, ModLogReporter
 from bot.ui.status import DiscordStatusReporter
@@ -57,6 +58,7 @@ class PixBot(commands.Bot):
     runner: JobRunner
     intake: Intake
     job_service: JobService
+    ui: UiServices
     mod_log: ModLog
 
     def __init__(
@@ -141,11 +143,14 @@ class PixBot(commands.Bot):
             default_estimate=self.simulator.config.gen_time if self.simulator else None,
         )
         # Finished jobs also go to the server's moderation log (/mod log-channel), if any.
-        self.mod_log = ModLog(self)
+        self.mod_log = ModLog(self, self.store)
         reporter = ModLogReporter(self.reporter, self.mod_log)
         self.runner = JobRunner(self.store, self.pixverse, reporter, config)
         self.job_service = JobService(self.store, self.runner)
-        self.intake = Intake(self)
+        self.intake = Intake(
+            self.store, self.job_service, self.runner, self.reporter, simulated=self.simulated
+        )
+        self.ui = UiServices(self, self.store, self.runner, self.job_service, self.intake)
         # Result and log buttons carry their job id, so they work on messages sent before
         # a restart.
         self.add_dynamic_items(RerollButton, ExtendButton, LogRemoveButton, LogBlockButton)

@@ -124,7 +124,7 @@ class Mod(commands.GroupCog, group_name="mod"):
         reason: Reason | None = None,
     ) -> None:
         guild_id = require_manage_server(interaction, "use /mod")
-        text = await cancel_job(self.bot, guild_id, interaction.user.id, job, reason)
+        text = await cancel_job(self.bot.ui, guild_id, interaction.user.id, job, reason)
         await self._reply(interaction, text)
 
     @app_commands.command(
@@ -138,7 +138,7 @@ class Mod(commands.GroupCog, group_name="mod"):
         reason: Reason | None = None,
     ) -> None:
         guild_id = require_manage_server(interaction, "use /mod")
-        removal = await remove_result(self.bot, guild_id, interaction.user.id, job, reason)
+        removal = await remove_result(self.bot.ui, guild_id, interaction.user.id, job, reason)
         await self._reply(interaction, removal.reply())
 
     @cancel.autocomplete("job")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -19,16 +19,13 @@ from bot.service import NotUsable, usable_source
 from bot.service.jobs import extension_of, reroll_of
 from bot.store.models import Job, JobKind, JobState
 from bot.tree import answer_error
-
-if TYPE_CHECKING:
-    from bot.app import PixBot
+from bot.ui.context import services
 
 log = logging.getLogger(__name__)
 
 
 async def _finished_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
-    bot: PixBot = interaction.client  # type: ignore[assignment]
-    job = await bot.store.jobs.get(job_id)
+    job = await services(interaction).store.jobs.get(job_id)
     problem = usable_source(job, interaction.guild.id if interaction.guild else None)
     if problem is NotUsable.MISSING:
         raise UserFacingError(f"Job #{job_id} is not a job of this server.")
@@ -88,9 +85,8 @@ class RerollButton(
         JobButton.__init__(self, job_id)
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
-        bot: PixBot = interaction.client  # type: ignore[assignment]
         reroll = reroll_of(await _finished_job(interaction, self.job_id))
-        await bot.intake.accept(
+        await services(interaction).intake.accept(
             interaction,
             reroll.params,
             kind=JobKind.REROLL,
@@ -110,11 +106,10 @@ class ExtendButton(
         JobButton.__init__(self, job_id)
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
-        bot: PixBot = interaction.client  # type: ignore[assignment]
         source = await _finished_job(interaction, self.job_id)
         # Refuse at the click rather than after the member has typed a prompt: the extension
         # costs what the source cost (same model, quality and duration).
-        await bot.intake.precheck(interaction, source.params, check_prompt=False)
+        await services(interaction).intake.precheck(interaction, source.params, check_prompt=False)
         modal = ExtendModal(self.job_id)
         # Not kept by discord.py (a stopped modal is not stored): every submission, also one
         # for a modal opened before a restart, goes through submit_extend_modal.
@@ -156,10 +151,11 @@ async def submit_extend_modal(interaction: discord.Interaction[Any]) -> bool:
 
 
 async def _extend_from_modal(interaction: discord.Interaction[Any], job_id: int, text: str) -> None:
-    bot: PixBot = interaction.client  # type: ignore[assignment]
     source = await _finished_job(interaction, job_id)
     params = extension_of(source, text)
-    await bot.intake.accept(interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id)
+    await services(interaction).intake.accept(
+        interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id
+    )
 
 
 def _field(node: Any, custom_id: str) -> str:

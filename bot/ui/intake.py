@@ -12,18 +12,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.jobs.runner import JobRunner
+from bot.service import JobService
 from bot.service.jobs import Requester
+from bot.store import Store
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
 from bot.ui.render import render
-
-if TYPE_CHECKING:
-    from bot.app import PixBot
+from bot.ui.status import DiscordStatusReporter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,8 +96,20 @@ def requester(interaction: discord.Interaction[Any]) -> Requester:
 
 
 class Intake:
-    def __init__(self, bot: PixBot) -> None:
-        self._bot = bot
+    def __init__(
+        self,
+        store: Store,
+        jobs: JobService,
+        runner: JobRunner,
+        reporter: DiscordStatusReporter,
+        *,
+        simulated: bool,
+    ) -> None:
+        self._store = store
+        self._jobs = jobs
+        self._runner = runner
+        self._reporter = reporter
+        self._simulated = simulated
 
     async def precheck(
         self,
@@ -108,9 +121,7 @@ class Intake:
         """The bot's own channel permissions, then the use case's precheck (the member, the
         server's rules), before any download or charge."""
         check_channel(interaction)
-        await self._bot.job_service.precheck(
-            requester(interaction), params, check_prompt=check_prompt
-        )
+        await self._jobs.precheck(requester(interaction), params, check_prompt=check_prompt)
 
     async def accept(
         self,
@@ -132,7 +143,7 @@ class Intake:
         try:
             if not prechecked:
                 await self.precheck(interaction, params)
-            job = await self._bot.store.jobs.create(
+            job = await self._store.jobs.create(
                 NewJob(
                     guild_id=interaction.guild.id,
                     channel_id=interaction.channel_id,
@@ -153,9 +164,9 @@ class Intake:
             if deferred:
                 await _withdraw_deferral(interaction)
             raise
-        position = await self._bot.store.queue.queue_position(job.id)
+        position = await self._store.queue.queue_position(job.id)
         update = JobUpdate.of(
-            job, JobState.QUEUED, simulated=self._bot.simulated, queue_position=position
+            job, JobState.QUEUED, simulated=self._simulated, queue_position=position
         )
         rendered = render(update)
         try:
@@ -175,12 +186,12 @@ class Intake:
                 message_id = callback.message_id or (await interaction.original_response()).id
         except discord.HTTPException:
             # The member saw no answer and will likely try again: don't keep (or charge) this.
-            await self._bot.store.jobs.cancel(job.id, reason="the status message failed")
+            await self._store.jobs.cancel(job.id, reason="the status message failed")
             raise
-        await self._bot.store.jobs.set_fields(
+        await self._store.jobs.set_fields(
             job.id, status_channel_id=interaction.channel_id, status_message_id=message_id
         )
-        self._bot.reporter.prime(
+        self._reporter.prime(
             job.id,
             StatusTarget(
                 channel_id=interaction.channel_id,
@@ -190,7 +201,7 @@ class Intake:
             ),
             rendered,
         )
-        self._bot.runner.wake()
+        self._runner.wake()
         log.info(
             "Job %d accepted: %s by %d in guild %d (%d credits)",
             job.id,

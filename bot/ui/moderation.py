@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from bot.errors import UserFacingError, require_manage_server
 from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
+from bot.store import Store
 from bot.store.models import AuditNote, Job, JobState
 from bot.tree import answer_error
 from bot.ui.buttons import JobButton
+from bot.ui.context import UiServices, services
 from bot.ui.render import prompt_start
-
-if TYPE_CHECKING:
-    from bot.app import PixBot
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +40,19 @@ def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
 # --- acting on one job ----------------------------------------------------------------------
 
 
-async def _job_of_server(bot: PixBot, guild_id: int, job_id: int) -> Job:
-    job = await bot.store.jobs.get(job_id)
+async def _job_of_server(ui: UiServices, guild_id: int, job_id: int) -> Job:
+    job = await ui.store.jobs.get(job_id)
     if job is None or job.guild_id != guild_id:
         raise UserFacingError(f"There is no job #{job_id} in this server.")
     return job
 
 
 async def cancel_job(
-    bot: PixBot, guild_id: int, actor_id: int, job_id: int, reason: str | None
+    ui: UiServices, guild_id: int, actor_id: int, job_id: int, reason: str | None
 ) -> str:
     """Cancel an unfinished job of this server, release its credits; the reply's text."""
     shown = f"Cancelled by a moderator: {reason}" if reason else "Cancelled by a moderator."
-    outcome = await bot.job_service.cancel(
+    outcome = await ui.jobs.cancel(
         job_id,
         guild_id,
         shown=shown,
@@ -94,10 +93,10 @@ class Removal:
 
 
 async def remove_result(
-    bot: PixBot, guild_id: int, actor_id: int, job_id: int, reason: str | None
+    ui: UiServices, guild_id: int, actor_id: int, job_id: int, reason: str | None
 ) -> Removal:
     """Refund a finished job (audited) and delete its result message."""
-    job = await _job_of_server(bot, guild_id, job_id)
+    job = await _job_of_server(ui, guild_id, job_id)
     if job.removed_at is not None:
         raise UserFacingError(f"Job #{job_id} was already removed.")
     if job.state is not JobState.DONE:
@@ -105,18 +104,18 @@ async def remove_result(
         raise UserFacingError(
             f"Job #{job_id} is {job.state.value}, not a finished result{hint}. Nothing changed."
         )
-    refunded = await bot.store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
+    refunded = await ui.store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
     if refunded is None:
         raise UserFacingError(f"Job #{job_id} was already removed.")
-    deleted = await _delete_status_message(bot, job)
+    deleted = await _delete_status_message(ui.client, job)
     log.info("Job %d removed by %d (%d credits refunded)", job_id, actor_id, refunded)
     return Removal(job, refunded, deleted)
 
 
-async def _delete_status_message(bot: PixBot, job: Job) -> bool:
+async def _delete_status_message(client: discord.Client, job: Job) -> bool:
     if job.status_message_id is None:
         return True
-    channel = bot.get_partial_messageable(
+    channel = client.get_partial_messageable(
         job.status_channel_id or job.channel_id, guild_id=job.guild_id
     )
     try:
@@ -170,8 +169,9 @@ class ModLog:
     """Posts finished jobs to their server's log channel, in the background: a slow or
     refused post never holds up the runner or the member's status message."""
 
-    def __init__(self, bot: PixBot) -> None:
-        self._bot = bot
+    def __init__(self, client: discord.Client, store: Store) -> None:
+        self._client = client
+        self._store = store
         self._tasks: set[asyncio.Task[None]] = set()
 
     def job_finished(self, update: JobUpdate, target: StatusTarget | None) -> None:
@@ -185,10 +185,10 @@ class ModLog:
             log.error("Posting to the moderation log failed", exc_info=exc)
 
     async def post(self, update: JobUpdate, target: StatusTarget | None) -> None:
-        settings = await self._bot.store.admin.guild_settings(update.guild_id)
+        settings = await self._store.admin.guild_settings(update.guild_id)
         if settings.log_channel_id is None:
             return
-        channel = self._bot.get_partial_messageable(
+        channel = self._client.get_partial_messageable(
             settings.log_channel_id, guild_id=update.guild_id
         )
         kwargs: dict[str, Any] = {
@@ -298,10 +298,9 @@ class LogRemoveButton(
         _LogAction.__init__(self, job_id)
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
-        bot: PixBot = interaction.client  # type: ignore[assignment]
         assert interaction.guild_id is not None
         removal = await remove_result(
-            bot,
+            services(interaction),
             interaction.guild_id,
             interaction.user.id,
             self.job_id,
@@ -328,11 +327,11 @@ class LogBlockButton(
         _LogAction.__init__(self, job_id)
 
     async def run(self, interaction: discord.Interaction[Any]) -> None:
-        bot: PixBot = interaction.client  # type: ignore[assignment]
+        ui = services(interaction)
         assert interaction.guild_id is not None
-        job = await _job_of_server(bot, interaction.guild_id, self.job_id)
+        job = await _job_of_server(ui, interaction.guild_id, self.job_id)
         member = interaction.guild.get_member(job.user_id) if interaction.guild else None
-        await bot.store.admin.block(
+        await ui.store.admin.block(
             job.guild_id,
             interaction.user.id,
             job.user_id,
