@@ -147,9 +147,7 @@ class PixBot(commands.Bot):
         reporter = ModLogReporter(self.reporter, self.mod_log)
         self.runner = JobRunner(self.store, self.pixverse, reporter, config)
         self.job_service = JobService(self.store, self.runner)
-        self.intake = Intake(
-            self.store, self.job_service, self.runner, self.reporter, simulated=self.simulated
-        )
+        self.intake = Intake(self.job_service, self.reporter, simulated=self.simulated)
         self.ui = UiServices(self, self.store, self.runner, self.job_service, self.intake)
         # Result and log buttons carry their job id, so they work on messages sent before
         # a restart.

@@ -17,7 +17,15 @@ from bot.jobs.runner import JobRunner
 from bot.pixverse.rules import PROMPT_MAX
 from bot.refusal import Refusal
 from bot.store import Store
-from bot.store.models import AuditNote, CancelResult, Job, JobParams, JobSource, JobState
+from bot.store.models import (
+    AuditNote,
+    CancelResult,
+    Job,
+    JobParams,
+    JobSource,
+    JobState,
+    NewJob,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,12 @@ class Requester:
     channel_id: int | None
     parent_channel_id: int | None = None
     role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    job: Job
+    queue_position: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,24 @@ class JobService:
                 f"Your prompt contains “{phrase}”, which this server doesn't allow: "
                 "rephrase it and try again. Nothing was charged."
             )
+
+    async def accept(self, new: NewJob, role_ids: tuple[int, ...] = ()) -> Accepted:
+        """Write the job, its input and its credit reservation in one transaction (the
+        store decides the member's limits atomically); where it stands in line."""
+        job = await self._store.jobs.create(new, role_ids=list(role_ids))
+        return Accepted(job, await self._store.queue.queue_position(job.id))
+
+    async def withdraw(self, job_id: int) -> None:
+        """The member never saw the job accepted (its status message failed): it is not
+        kept and not charged."""
+        await self._store.jobs.cancel(job_id, reason="the status message failed")
+
+    async def shown(self, job_id: int, channel_id: int, message_id: int) -> None:
+        """The job's status message exists: remember it, and let the runner start the job."""
+        await self._store.jobs.set_fields(
+            job_id, status_channel_id=channel_id, status_message_id=message_id
+        )
+        self._runner.wake()
 
     async def job_in_server(self, job_id: int, guild_id: int) -> Job | None:
         job = await self._store.jobs.get(job_id)

@@ -1,9 +1,9 @@
 """Accepting a job from a Discord interaction: the one road from a command to the queue.
 
-Commands, the result buttons and the extend modal all end here: check the channel and the
-server's moderation rules (paused, allowed channels, filtered words), write the job and its
-reservation in one transaction, answer with the public status message within Discord's
-3-second window, and wake the runner.
+Commands, the result buttons and the extend modal all end here. The Discord part lives here
+— the bot's own channel permissions, who asks and where, the public status message within
+Discord's 3-second window — and the rules in the use case (``bot.service.JobService``): the
+precheck, writing the job with its reservation, starting it once its message exists.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate, StatusTarget
-from bot.jobs.runner import JobRunner
 from bot.service import JobService
 from bot.service.jobs import Requester
-from bot.store import Store
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
 from bot.ui.render import render
 from bot.ui.status import DiscordStatusReporter
@@ -97,17 +95,9 @@ def requester(interaction: discord.Interaction[Any]) -> Requester:
 
 class Intake:
     def __init__(
-        self,
-        store: Store,
-        jobs: JobService,
-        runner: JobRunner,
-        reporter: DiscordStatusReporter,
-        *,
-        simulated: bool,
+        self, jobs: JobService, reporter: DiscordStatusReporter, *, simulated: bool
     ) -> None:
-        self._store = store
         self._jobs = jobs
-        self._runner = runner
         self._reporter = reporter
         self._simulated = simulated
 
@@ -143,7 +133,7 @@ class Intake:
         try:
             if not prechecked:
                 await self.precheck(interaction, params)
-            job = await self._store.jobs.create(
+            accepted = await self._jobs.accept(
                 NewJob(
                     guild_id=interaction.guild.id,
                     channel_id=interaction.channel_id,
@@ -158,15 +148,15 @@ class Intake:
                     pixverse_media_id=pixverse_media_id,
                     upload_limit=interaction.filesize_limit or interaction.guild.filesize_limit,
                 ),
-                role_ids=member_role_ids(interaction),
+                tuple(member_role_ids(interaction)),
             )
         except Exception:
             if deferred:
                 await _withdraw_deferral(interaction)
             raise
-        position = await self._store.queue.queue_position(job.id)
+        job = accepted.job
         update = JobUpdate.of(
-            job, JobState.QUEUED, simulated=self._simulated, queue_position=position
+            job, JobState.QUEUED, simulated=self._simulated, queue_position=accepted.queue_position
         )
         rendered = render(update)
         try:
@@ -186,11 +176,8 @@ class Intake:
                 message_id = callback.message_id or (await interaction.original_response()).id
         except discord.HTTPException:
             # The member saw no answer and will likely try again: don't keep (or charge) this.
-            await self._store.jobs.cancel(job.id, reason="the status message failed")
+            await self._jobs.withdraw(job.id)
             raise
-        await self._store.jobs.set_fields(
-            job.id, status_channel_id=interaction.channel_id, status_message_id=message_id
-        )
         self._reporter.prime(
             job.id,
             StatusTarget(
@@ -201,7 +188,7 @@ class Intake:
             ),
             rendered,
         )
-        self._runner.wake()
+        await self._jobs.shown(job.id, interaction.channel_id, message_id)
         log.info(
             "Job %d accepted: %s by %d in guild %d (%d credits)",
             job.id,
