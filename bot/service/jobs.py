@@ -1,5 +1,6 @@
-"""Use cases on jobs: who may start one here (the precheck), what a re-roll or an extension
-of a result asks for, whether a job can be such a source, and cancelling one.
+"""Use cases on jobs: who may start one here (the precheck), accepting it, what a re-roll or
+an extension of a result asks for, whether a job can be such a source, cancelling one, and
+taking a result down with a refund.
 
 Cancelling has one road for members and moderators alike: ``JobService.cancel``. A member
 may cancel only their own job that PixVerse has not yet accepted (queued); a moderator any
@@ -163,6 +164,26 @@ class JobService:
             job_id, status_channel_id=channel_id, status_message_id=message_id
         )
         self._runner.wake()
+
+    async def remove_and_refund(
+        self, job_id: int, guild_id: int, *, actor_id: int, reason: str | None
+    ) -> tuple[Job, int]:
+        """A moderator takes down a finished result: its credits are refunded (audited).
+        Returns the job as it was and the credits given back."""
+        job = await self.job_in_server(job_id, guild_id)
+        if job is None:
+            raise Refusal(f"There is no job #{job_id} in this server.")
+        if job.removed_at is not None:
+            raise Refusal(f"Job #{job_id} was already removed.")
+        if job.state is not JobState.DONE:
+            hint = "" if job.is_final else "; to stop it, use `/mod cancel`"
+            raise Refusal(
+                f"Job #{job_id} is {job.state.value}, not a finished result{hint}. Nothing changed."
+            )
+        refunded = await self._store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
+        if refunded is None:
+            raise Refusal(f"Job #{job_id} was already removed.")
+        return job, refunded
 
     async def job_in_server(self, job_id: int, guild_id: int) -> Job | None:
         job = await self._store.jobs.get(job_id)

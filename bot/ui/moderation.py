@@ -96,17 +96,9 @@ async def remove_result(
     ui: UiServices, guild_id: int, actor_id: int, job_id: int, reason: str | None
 ) -> Removal:
     """Refund a finished job (audited) and delete its result message."""
-    job = await _job_of_server(ui, guild_id, job_id)
-    if job.removed_at is not None:
-        raise UserFacingError(f"Job #{job_id} was already removed.")
-    if job.state is not JobState.DONE:
-        hint = "" if job.is_final else "; to stop it, use `/mod cancel`"
-        raise UserFacingError(
-            f"Job #{job_id} is {job.state.value}, not a finished result{hint}. Nothing changed."
-        )
-    refunded = await ui.store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
-    if refunded is None:
-        raise UserFacingError(f"Job #{job_id} was already removed.")
+    job, refunded = await ui.jobs.remove_and_refund(
+        job_id, guild_id, actor_id=actor_id, reason=reason
+    )
     deleted = await _delete_status_message(ui.client, job)
     log.info("Job %d removed by %d (%d credits refunded)", job_id, actor_id, refunded)
     return Removal(job, refunded, deleted)
