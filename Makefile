@@ -40,6 +40,7 @@ bench: $(STAMP)  ## print the benchmark figures recorded in the README
 	$(PY) bench/delivery.py --jobs 1000
 	$(PY) bench/delivery.py --jobs 1000 --webhooks
 	$(PY) bench/delivery.py --scenario expired-tokens
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

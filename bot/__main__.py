@@ -12,14 +12,16 @@ import aiohttp
 import discord
 
 from bot.app import PixBot
-from bot.logs import setup_logging
+from bot.logs import configured_secrets, setup_logging
 from bot.settings import Settings, SettingsProblem, load_settings
+from bot.store.db import StorageUnavailable
 
 log = logging.getLogger("bot")
 
 EXIT_SETTINGS = 2
 EXIT_LOGIN = 3
 EXIT_NETWORK = 4
+EXIT_STORAGE = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +63,11 @@ async def run(settings: Settings, *, force_global_sync: bool) -> int:
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused the gateway intents requested by the bot")
         return EXIT_LOGIN
+    except StorageUnavailable as exc:
+        # One line naming the file and what to do; the traceback says nothing more to an
+        # operator whose disk is read-only or full.
+        log.error("%s", exc.operator_line)
+        return EXIT_STORAGE
     except (aiohttp.ClientError, OSError) as exc:
         log.error("Could not reach Discord (%s); check the network and try again", exc)
         return EXIT_NETWORK
@@ -79,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(format="pixbot: %(message)s", stream=sys.stderr)
         log.error("%s", problem)
         return EXIT_SETTINGS
-    secrets = [settings.discord_token.get_secret_value(), settings.pixverse_key]
-    if settings.pixverse_webhook_secret is not None:
-        secrets.append(settings.pixverse_webhook_secret.get_secret_value())
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, configured_secrets(settings))
     return asyncio.run(run(settings, force_global_sync=args.sync))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,10 @@ from bot.jobs.webhook import WebhookReceiver
 from bot.pixverse import PixVerseClient
 from bot.service import JobService
 from bot.store import Limits, Store
+from bot.store.jobs import forget_tokens_forever
 from bot.sync import sync_commands
 from bot.tree import PixTree
-from bot.ui.buttons import ExtendButton, RerollButton, result_view, submit_extend_modal
+from bot.ui.buttons import ExtendButton, RerollButton, answer_unrouted, result_view
 from bot.ui.context import UiServices
 from bot.ui.intake import Intake
 from bot.ui.moderation import LogBlockButton, LogRemoveButton, ModLog, ModLogReporter
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from bot.simulator import Simulator, SimulatorConfig
 
 log = logging.getLogger(__name__)
+# Every component the bot sends; a custom_id none of them claims is answered as gone.
+DYNAMIC_ITEMS = (RerollButton, ExtendButton, LogRemoveButton, LogBlockButton)
 
 # What the bot needs in a channel: read it, post and edit its status messages, attach the
 # finished video, show the result embed, and keep working in threads.
@@ -40,6 +44,11 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("Background task %s crashed", task.get_name(), exc_info=exc)
 
 
 def invite_url(application_id: int) -> str:
@@ -91,6 +100,7 @@ class PixBot(commands.Bot):
         self._status_interval = status_interval
         self.simulator: Simulator | None = None
         self.webhooks: WebhookReceiver | None = None
+        self._token_sweep: asyncio.Task[None] | None = None
         self.synced: list[str] = []
         self._closing = False
 
@@ -108,8 +118,16 @@ class PixBot(commands.Bot):
         self.pixverse = PixVerseClient(self.http_session, base_url=base_url, api_key=api_key)
         self.store = await Store.open(
             self.settings.database_path,
-            limits=Limits(self.settings.daily_credits, self.settings.max_jobs_per_user),
+            limits=Limits(
+                self.settings.daily_credits,
+                self.settings.max_jobs_per_user,
+                budget_daily_credits=self.settings.budget_daily_credits,
+                moderation_strikes=self.settings.moderation_strikes,
+                command_cooldown_seconds=self.settings.command_cooldown_seconds,
+            ),
             cost_overrides=self.settings.credit_costs,
+            # login() has fetched the bot's user: the author of the blocks strikes make.
+            bot_user_id=self.user.id if self.user else 0,
         )
         await self.setup_services()
         for extension in walk_extensions():
@@ -146,13 +164,18 @@ class PixBot(commands.Bot):
         self.mod_log = ModLog(self, self.store)
         reporter = ModLogReporter(self.reporter, self.mod_log)
         self.runner = JobRunner(self.store, self.pixverse, reporter, config)
-        self.job_service = JobService(self.store, self.runner)
+        self.job_service = JobService(self.store, self.runner, alerts=self.mod_log)
         self.intake = Intake(self.job_service, self.reporter, simulated=self.simulated)
         self.ui = UiServices(self, self.store, self.runner, self.job_service, self.intake)
         # Result and log buttons carry their job id, so they work on messages sent before
         # a restart.
-        self.add_dynamic_items(RerollButton, ExtendButton, LogRemoveButton, LogBlockButton)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.runner.start()
+        # Interaction tokens stay in the database only while they work (bot/store/jobs.py).
+        self._token_sweep = asyncio.create_task(
+            forget_tokens_forever(self.store.jobs), name="forget-expired-tokens"
+        )
+        self._token_sweep.add_done_callback(_log_crash)
         secret, port = self.settings.pixverse_webhook_secret, self.settings.webhook_port
         if secret is not None and port is not None:
             self.webhooks = WebhookReceiver(secret.get_secret_value(), self.runner.result_ready)
@@ -199,6 +222,9 @@ class PixBot(commands.Bot):
         """Stop the runner first: every job's state is persisted, so nothing is lost."""
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self._token_sweep is not None:
+            self._token_sweep.cancel()
+            await asyncio.gather(self._token_sweep, return_exceptions=True)
         runner = getattr(self, "runner", None)
         if runner is not None:
             await runner.stop()
@@ -210,7 +236,7 @@ class PixBot(commands.Bot):
             await reporter.close()
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        await submit_extend_modal(interaction)
+        await answer_unrouted(interaction, DYNAMIC_ITEMS)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("Unhandled error in %s", event_method)

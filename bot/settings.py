@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # "model/quality/duration/motion".
     credit_costs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     log_level: str = "INFO"
+    # Protecting the operator's PixVerse account and wallet (issue 9): the bot's own daily
+    # spend across all servers (0 = no budget), moderation refusals a member may collect in a
+    # UTC day before being blocked (0 = off), and the wait between a member's accepted jobs.
+    budget_daily_credits: int = Field(default=0, ge=0, le=1_000_000_000)
+    moderation_strikes: int = Field(default=3, ge=0, le=1000)
+    command_cooldown_seconds: float = Field(default=3.0, ge=0, le=86_400)
 
     # Not environment variables: set from the command line by `python -m bot`.
     simulate: bool = Field(default=False, exclude=True)

@@ -18,9 +18,10 @@ from bot.jobs.media import (
     prepare_video,
 )
 from bot.jobs.options import Defaults, build_options
-from bot.pixverse.rules import PROMPT_MAX, SEED_MAX
+from bot.pixverse.hosts import DownloadFailed, DownloadRefused, discord_attachments, fetch
+from bot.pixverse.rules import IMAGE_MAX_BYTES, PROMPT_MAX, SEED_MAX, VIDEO_MAX_BYTES
 from bot.service import NotUsable, usable_source
-from bot.store.models import JobInput, JobKind, JobParams, JobSource
+from bot.store.models import Job, JobInput, JobKind, JobParams, JobSource
 from bot.tree import guarded_autocomplete
 from bot.ui.intake import within_deadline
 from bot.ui.render import prompt_start
@@ -36,6 +37,7 @@ StyleChoice = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
 Prompt = app_commands.Range[str, 1, PROMPT_MAX]
 NegativePrompt = app_commands.Range[str, 0, PROMPT_MAX]
 Seed = app_commands.Range[int, 0, SEED_MAX]
+ATTACHMENT_TIMEOUT = 60.0  # seconds for one attachment download
 
 _OPTION_HELP = {
     "prompt": "What should happen in the video (up to 2048 characters)",
@@ -94,7 +96,9 @@ class Generate(commands.Cog):
         )
         await self.bot.intake.precheck(interaction, params)
         check_declared_image(image.filename, image.content_type, image.size)
-        prepared = await within_deadline(interaction, _download(image, prepare_image))
+        prepared = await within_deadline(
+            interaction, _download(self.bot, image, prepare_image, IMAGE_MAX_BYTES)
+        )
         if prepared.scaled_from is not None:
             width, height = prepared.scaled_from
             note = (
@@ -160,13 +164,22 @@ class Generate(commands.Cog):
                 raise UserFacingError(
                     f"Job #{job} was removed by a moderator: extend another finished job."
                 )
+            if parent.user_id != interaction.user.id and not _can_see(interaction, parent):
+                # An id proves nothing: someone else's result is theirs to continue only
+                # where this member could see it anyway (and press its Extend button).
+                raise UserFacingError(
+                    f"Job #{job} is not yours and its result is in a channel you cannot see: "
+                    "extend one of your own finished jobs (`/jobs` lists them)."
+                )
             await self.bot.intake.accept(
                 interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id, prechecked=True
             )
             return
         assert video is not None
         check_declared_video(video.filename, video.content_type, video.size)
-        prepared = await within_deadline(interaction, _download(video, prepare_video))
+        prepared = await within_deadline(
+            interaction, _download(self.bot, video, prepare_video, VIDEO_MAX_BYTES)
+        )
         await self.bot.intake.accept(
             interaction, params, kind=JobKind.EXTEND, upload=_job_input(prepared), prechecked=True
         )
@@ -202,14 +215,32 @@ class Generate(commands.Cog):
         ]
 
 
-async def _download(attachment: discord.Attachment, prepare: Any) -> PreparedMedia:
+def _can_see(interaction: discord.Interaction[Any], job: Job) -> bool:
+    guild, member = interaction.guild, interaction.user
+    channel_id = job.status_channel_id or job.channel_id
+    channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+    if channel is None or not isinstance(member, discord.Member):
+        return False
+    return channel.permissions_for(member).view_channel
+
+
+async def _download(
+    bot: PixBot, attachment: discord.Attachment, prepare: Any, max_bytes: int
+) -> PreparedMedia:
     # Discord's attachment URLs expire: the bytes are kept with the job until PixVerse has them.
+    # Only from Discord's own hosts (bot/pixverse/hosts.py), capped and bounded in time.
     try:
-        data = await attachment.read()
-    except discord.HTTPException as exc:
+        data = await fetch(
+            bot.http_session,
+            attachment.url,
+            allowed=discord_attachments(discord.http.Route.BASE),
+            what="an attachment",
+            max_bytes=max_bytes,
+            time_limit=ATTACHMENT_TIMEOUT,
+        )
+    except (DownloadFailed, DownloadRefused) as exc:
         raise UserFacingError(
-            f"I could not download `{attachment.filename}` from Discord ({exc.status}): "
-            "attach it again."
+            f"I could not download `{attachment.filename}` from Discord ({exc}): attach it again."
         ) from None
     result: PreparedMedia = await asyncio.to_thread(prepare, data, attachment.filename)
     return result

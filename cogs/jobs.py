@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from bot.app import PixBot
 
 PAGE_SIZE = 10
+_NOT_YOURS = (
+    "You have no job #{job} in this server (it does not exist or is not yours): "
+    "you can cancel only your own jobs; `/jobs` lists them."
+)
 _ICON = {
     JobState.QUEUED: "⏳",
     JobState.UPLOADING: "📤",
@@ -66,7 +70,14 @@ class Jobs(commands.Cog):
             )
             return
         pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
-        page = min(page, pages)
+        note = None
+        if page > pages:
+            # Say so rather than show an empty list: the member asked for a page that isn't.
+            note = (
+                f"There is no page {page}: you have {total} job(s) on {pages} page(s). "
+                f"Here is page {pages}, your oldest; pick a page from 1 to {pages}."
+            )
+            page = pages
         jobs = await store.list_for_user(
             guild_id, interaction.user.id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
         )
@@ -80,7 +91,10 @@ class Jobs(commands.Cog):
             footer += f" · /jobs page:{page + 1} for older ones"
         embed.set_footer(text=footer)
         await interaction.response.send_message(
-            embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            content=note,
+            embed=embed,
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
     @app_commands.command(name="cancel", description="Cancel one of your jobs that has not started")
@@ -97,11 +111,11 @@ class Jobs(commands.Cog):
             reason="cancelled by its owner",
             shown="Cancelled by its owner.",
         )
-        if outcome.result is CancelResult.NOT_FOUND or outcome.job is None:
-            raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
+        if outcome.result in (CancelResult.NOT_FOUND, CancelResult.NOT_OWNER) or not outcome.job:
+            # One answer for both: another member's job id reveals neither that it exists
+            # nor anything about it.
+            raise UserFacingError(_NOT_YOURS.format(job=job))
         existing = outcome.job
-        if outcome.result is CancelResult.NOT_OWNER:
-            raise UserFacingError(f"Job #{job} is not yours: you can cancel only your own jobs.")
         if outcome.result is CancelResult.NOT_QUEUED:
             state = outcome.state.value if outcome.state else existing.state.value
             if outcome.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED):
@@ -111,7 +125,7 @@ class Jobs(commands.Cog):
                 "if PixVerse fails it, your credits come back automatically."
             )
         if not outcome.ok:
-            raise UserFacingError(f"There is no job #{job} in this server: check `/jobs`.")
+            raise UserFacingError(_NOT_YOURS.format(job=job))
         await interaction.response.send_message(
             f"Cancelled job #{job}; {outcome.refunded} credits are back in your allowance.",
             ephemeral=True,

@@ -74,6 +74,9 @@ class World:
             "daily_credits": 150,
             "max_jobs_per_user": 2,
             "pixverse_effects": {"Kiss kiss": 315446315336768},
+            # Tests fire one member's commands in quick succession; the cooldown's own tests
+            # (test_e2e_wallet.py) set it.
+            "command_cooldown_seconds": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, simulate=simulate, **values)  # type: ignore[call-arg]

@@ -153,3 +153,36 @@ async def pick_next(store: Store, *, exclude_users: Iterable[int] = ()) -> Job |
     """The job that would start next, left in the queue."""
     batch = await store.queue.next_fair_batch(1, exclude_users=exclude_users)
     return batch[0] if batch else None
+
+
+# --- a database as an earlier run left it --------------------------------------------------
+
+HISTORY_GUILD = 1  # a server of the bot's past, apart from every test's own
+
+
+async def record_generation_history(
+    path: Path, *, seconds: float, limits: Limits = LIMITS, jobs: int = 1
+) -> None:
+    """Leave ``jobs`` finished generations of ``seconds`` each (v4.5 540p 5 s) in the database
+    at ``path``, as a bot that ran before would have. The runner learns PixVerse's timing from
+    its recent history at start (``JobStore.stats``); without any it waits for the published
+    figures (a first poll after ~22 s), which would make every test of a fresh bot process wait
+    that long for its first result."""
+    clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
+    store = await Store.open(path, limits=limits, clock=clock)
+    try:
+        for number in range(jobs):
+            job = await store.jobs.create(new_job(number + 1, guild_id=HISTORY_GUILD))
+            claimed = await store.queue.claim_next()
+            assert claimed is not None and claimed.id == job.id
+            assert await store.jobs.transition(
+                job.id, "uploading", "submitted", trace_id=f"history-{job.id}"
+            )
+            assert await store.jobs.transition(
+                job.id, "submitted", "generating", pixverse_video_id=job.id
+            )
+            clock.advance(seconds=seconds)
+            assert await store.jobs.finish_done(job.id, "https://example.invalid/history.mp4")
+            assert await store.jobs.delivered(job.id)
+    finally:
+        await store.close()

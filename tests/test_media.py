@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -110,3 +111,59 @@ def test_video_signature_is_required():
         prepare_video(image_bytes(10, 10), "clip.mp4")
     webm = prepare_video(b"\x1a\x45\xdf\xa3" + bytes(64), "clip.webm")
     assert webm.content_type == "video/webm"
+
+
+def noisy_image(fmt: str) -> bytes:
+    """Noise does not compress away: cutting the file loses real pixel data."""
+    out = io.BytesIO()
+    Image.effect_noise((400, 300), 80).convert("RGB").save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("JPEG", "cut.jpg"), ("PNG", "cut.png")])
+def test_image_cut_short_is_refused_though_its_header_is_whole(fmt, name):
+    # A JPEG's header opens fine and Pillow's verify() does not look at JPEG data at all:
+    # only decoding every pixel shows the picture is missing its second half.
+    data = noisy_image(fmt)
+    with pytest.raises(MediaRejected, match="damaged"):
+        prepare_image(data[: len(data) * 2 // 3], name)
+
+
+def test_empty_file_is_refused_with_its_own_reason():
+    with pytest.raises(MediaRejected, match=r"empty \(0 bytes\)"):
+        check_declared_image("cat.png", "image/png", 0)
+    with pytest.raises(MediaRejected, match=r"empty \(0 bytes\)"):
+        prepare_image(b"", "cat.png")
+
+
+def animated_bytes(fmt: str, frames: int = 3) -> bytes:
+    pictures = [Image.new("RGB", (32, 24), (80 * n, 20, 20)) for n in range(frames)]
+    out = io.BytesIO()
+    pictures[0].save(out, format=fmt, save_all=True, append_images=pictures[1:], duration=100)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "shown"), [("WEBP", "animated WebP"), ("PNG", "animated PNG")])
+def test_animated_webp_and_png_are_refused_not_flattened(fmt, shown):
+    with pytest.raises(MediaRejected, match=f"{shown} \\(3 frames\\).*attach a single frame"):
+        prepare_image(animated_bytes(fmt), "moving.img")
+
+
+def test_single_frame_webp_saved_as_animation_is_a_still():
+    prepared = prepare_image(animated_bytes("WEBP", frames=1), "still.webp")
+    assert (prepared.width, prepared.height) == (32, 24)
+
+
+def test_animated_gif_named_png_is_refused_by_its_bytes():
+    with pytest.raises(MediaRejected, match="whatever its name says"):
+        prepare_image(animated_bytes("GIF"), "dance.png")
+
+
+def test_declared_decompression_bomb_is_refused_before_decoding():
+    # 2 GB of pixels declared by a few hundred bytes: refused from the header.
+    header = struct.pack(">IIBBBBB", 50_000, 40_000, 8, 6, 0, 0, 0)
+    ihdr = struct.pack(">I", len(header)) + b"IHDR" + header
+    ihdr += struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    with pytest.raises(MediaRejected, match="too many pixels"):
+        prepare_image(b"\x89PNG\r\n\x1a\n" + ihdr + iend, "bomb.png")

@@ -67,3 +67,33 @@ def test_v5_allows_1080p_8s_at_its_price():
 def test_round_trip_through_json():
     options = build(negative_prompt="blur", seed=7, style="clay", model="v3.5")
     assert type(options).model_validate_json(options.model_dump_json()) == options
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["\u200b\u200c\u2060\ufeff\u00ad", "\u202e\u2066 \u2069", "\x00\x1b[31m\x07", "\u3164\u2800"],
+)
+def test_prompt_with_nothing_visible_is_refused(prompt):
+    with pytest.raises(OptionRejected, match=r"prompt is empty.*invisible"):
+        build(prompt=prompt)
+
+
+def test_prompts_reach_pixverse_cleaned():
+    options = build(
+        prompt="a \x1b[31mred\x1b[0m fox\x00 \u202ejumps\u202c\u200b",
+        negative_prompt="\u2067blur\u2069\x07",
+    )
+    assert (options.prompt, options.negative_prompt) == ("a red fox jumps", "blur")
+
+
+def test_negative_prompt_with_nothing_visible_is_left_out():
+    assert build(negative_prompt="\u200b\x1b[0m ").negative_prompt is None
+
+
+def test_limits_count_the_cleaned_text():
+    assert build(prompt="a" * 2048 + "\u200b" * 50).prompt == "a" * 2048
+    assert build(negative_prompt="b" * 2048 + "\x1b[0m").negative_prompt == "b" * 2048
+    with pytest.raises(OptionRejected, match="2049 characters"):
+        build(prompt="\u200b" + "a" * 2049)
+    with pytest.raises(OptionRejected, match="negative prompt is 2049"):
+        build(negative_prompt="b" * 2049 + "\u202e")

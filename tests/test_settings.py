@@ -65,6 +65,9 @@ def test_defaults_match_readme() -> None:
     assert settings.webhook_port is None
     assert settings.pixverse_effects == {}
     assert settings.log_level == "INFO"
+    assert settings.budget_daily_credits == 0
+    assert settings.moderation_strikes == 3
+    assert settings.command_cooldown_seconds == 3
 
 
 @pytest.mark.usefixtures("required")
@@ -93,6 +96,34 @@ def test_effects_are_a_json_object_of_template_ids(monkeypatch: pytest.MonkeyPat
     settings = load_settings(env_file=None)
 
     assert settings.pixverse_effects == {"Kiss kiss": 315446315336768}
+
+
+@pytest.mark.usefixtures("required")
+def test_the_wallet_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUDGET_DAILY_CREDITS", "5000")
+    monkeypatch.setenv("MODERATION_STRIKES", "0")
+    monkeypatch.setenv("COMMAND_COOLDOWN_SECONDS", "1.5")
+
+    settings = load_settings(env_file=None)
+
+    assert settings.budget_daily_credits == 5000
+    assert settings.moderation_strikes == 0
+    assert settings.command_cooldown_seconds == 1.5
+
+
+def test_copied_env_example_keeps_the_readme_defaults(clean_environment: Path) -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    (clean_environment / ".env").write_text(
+        example.replace("\nDISCORD_TOKEN=\n", f"\nDISCORD_TOKEN={TOKEN}\n"), encoding="utf-8"
+    )
+
+    settings = load_settings(simulate=True)
+
+    assert (
+        settings.budget_daily_credits,
+        settings.moderation_strikes,
+        settings.command_cooldown_seconds,
+    ) == (0, 3, 3)
 
 
 def test_dotenv_in_the_working_directory_is_read(clean_environment: Path) -> None:
@@ -194,6 +225,11 @@ def test_api_key_is_optional_with_simulate(monkeypatch: pytest.MonkeyPatch) -> N
         ("DEV_GUILD_ID", "-3"),
         ("LOG_LEVEL", "LOUD"),
         ("WEBHOOK_PORT", "70000"),
+        ("BUDGET_DAILY_CREDITS", "-1"),
+        ("BUDGET_DAILY_CREDITS", "lots"),
+        ("MODERATION_STRIKES", "-2"),
+        ("COMMAND_COOLDOWN_SECONDS", "-0.5"),
+        ("COMMAND_COOLDOWN_SECONDS", "soon"),
     ],
 )
 def test_malformed_value_gives_one_line_naming_the_variable(variable: str, value: str) -> None:

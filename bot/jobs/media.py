@@ -52,6 +52,9 @@ class PreparedMedia:
     scaled_from: tuple[int, int] | None = None
 
 
+_EMPTY = "`{filename}` is empty (0 bytes): attach the picture again, or export it anew."
+
+
 def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
@@ -62,6 +65,8 @@ def check_declared_image(filename: str, content_type: str | None, size: int) -> 
     declared = (content_type or "").split(";")[0].strip().lower()
     if declared not in _DECLARED_IMAGE_TYPES and suffix not in _IMAGE_SUFFIXES:
         raise MediaRejected(f"`{filename}` is not an image: attach a PNG, JPEG or WebP picture.")
+    if size <= 0:
+        raise MediaRejected(_EMPTY.format(filename=filename))
     if size > IMAGE_MAX_BYTES:
         raise MediaRejected(
             f"`{filename}` is {_mib(size)}; PixVerse takes images under "
@@ -102,8 +107,13 @@ def sniff_video(data: bytes) -> str | None:
 def prepare_image(data: bytes, filename: str) -> PreparedMedia:
     """Validate an image by its bytes; scale it down when a side exceeds 4,000 px.
 
-    CPU-bound: run it in a worker thread.
+    Every pixel is decoded once: a JPEG or WebP cut short opens fine from its header (and
+    Pillow's ``verify`` checks PNG chunks only), so only a full decode proves PixVerse will get
+    a whole picture. Animated WebP and PNG are refused rather than flattened to a frame the
+    member did not choose. CPU-bound: run it in a worker thread.
     """
+    if not data:
+        raise MediaRejected(_EMPTY.format(filename=filename))
     fmt = sniff_image(data)
     if fmt is None:
         raise MediaRejected(
@@ -121,8 +131,9 @@ def prepare_image(data: bytes, filename: str) -> PreparedMedia:
             with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as image:
                 width, height = image.size
                 _check_pixels(filename, width, height)
+                _check_still(image, filename, fmt)
                 if max(width, height) <= IMAGE_MAX_SIDE:
-                    image.verify()  # detects truncated or corrupt files without decoding all
+                    image.load()  # raises on a truncated or corrupt file
                     return PreparedMedia(
                         data, _renamed(filename, fmt), IMAGE_TYPES[fmt], "image", width, height
                     )
@@ -139,6 +150,21 @@ def prepare_image(data: bytes, filename: str) -> PreparedMedia:
             f"`{filename}` could not be read as an image (it may be damaged): "
             "export it again as PNG, JPEG or WebP."
         ) from None
+
+
+_ANIMATED_NAMES = {"png": "PNG", "webp": "WebP"}
+
+
+def _check_still(image: Image.Image, filename: str, fmt: str) -> None:
+    # A camera's multi-picture JPEG (MPO) also has frames, but its first is a plain JPEG that
+    # every decoder shows: only animated PNG and WebP are refused.
+    if fmt not in _ANIMATED_NAMES or not getattr(image, "is_animated", False):
+        return
+    frames = getattr(image, "n_frames", 2)
+    raise MediaRejected(
+        f"`{filename}` is an animated {_ANIMATED_NAMES[fmt]} ({frames} frames); PixVerse "
+        "animates a still picture: attach a single frame as a PNG, JPEG or WebP image."
+    )
 
 
 def _check_pixels(filename: str, width: int, height: int) -> None:

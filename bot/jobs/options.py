@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bot.jobs.text import clean_prompt
 from bot.pixverse.rules import (
     PROMPT_MAX,
     SEED_MAX,
@@ -57,15 +58,22 @@ def build_options(
     effect: str | None = None,
     source: JobSource = JobSource.IMAGE,
 ) -> JobParams:
-    """Apply defaults and check every option and combination; raise OptionRejected."""
-    prompt = (prompt or "").strip()
+    """Apply defaults and check every option and combination; raise OptionRejected.
+
+    The prompts are cleaned first (``clean_prompt``), so the limits, the server's word filter,
+    the public messages and PixVerse all see the same visible text. A negative prompt with
+    nothing visible is left out, as an empty one is."""
+    prompt = clean_prompt(prompt)
     if not prompt:
-        raise OptionRejected("The prompt is empty: describe the motion you want to see.")
+        raise OptionRejected(
+            "The prompt is empty (nothing visible, only spaces or invisible characters): "
+            "describe the motion you want to see."
+        )
     if len(prompt) > PROMPT_MAX:
         raise OptionRejected(
             f"The prompt is {len(prompt)} characters; the limit is {PROMPT_MAX}: shorten it."
         )
-    negative = (negative_prompt or "").strip() or None
+    negative = clean_prompt(negative_prompt) or None
     if negative is not None and len(negative) > PROMPT_MAX:
         raise OptionRejected(
             f"The negative prompt is {len(negative)} characters; the limit is {PROMPT_MAX}: "

@@ -49,6 +49,7 @@ from bot.pixverse import (
     new_trace_id,
 )
 from bot.store import Store
+from bot.store.db import StorageUnavailable
 from bot.store.models import AuditNote, Job, JobInput, JobSource, JobState
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ class JobRunner:
             try:
                 await self._fill_slots()
                 await self._show_queue()
+            except StorageUnavailable:
+                pass  # the store reported it once; a traceback at every wake-up says nothing
             except Exception:
                 log.exception("Job dispatch failed; retrying shortly")
             await wait_event(self._wake, self._config.idle_check)
@@ -431,6 +434,9 @@ class JobRunner:
         if status == VideoStatus.DONE and result.video_url:
             await self._finish_done(entry, result.video_url, _generation_seconds(result))
         elif status == VideoStatus.MODERATED:
+            # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
+            # so a crash in between cannot lose it and a second look cannot count it twice.
+            await self._store.strikes.record(job.id)
             await self._finish_failed(
                 entry,
                 "PixVerse's content moderation refused this video: change the image or prompt.",

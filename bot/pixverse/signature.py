@@ -33,6 +33,21 @@ def sign(secret: str, timestamp: str, nonce: str, canonical_body: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def verify(secret: str, timestamp: str, nonce: str, body: dict[str, Any], signature: str) -> bool:
+    """Whether ``signature`` signs ``body`` with this timestamp and nonce, in any accepted
+    canonical form. Constant-time per form; a header that is not ASCII never matches (and
+    never raises: ``compare_digest`` refuses non-ASCII text)."""
+    try:
+        given = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    matched = False
+    for form in canonical_forms(body):
+        # Every form is checked, matched or not, so timing does not tell which one matched.
+        matched |= hmac.compare_digest(sign(secret, timestamp, nonce, form).encode(), given)
+    return matched
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -10,14 +10,17 @@ and the status message says so.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from bot.jobs.options import random_seed
 from bot.jobs.runner import JobRunner
+from bot.jobs.text import clean_prompt
 from bot.pixverse.rules import PROMPT_MAX
 from bot.refusal import Refusal
-from bot.store import Store
+from bot.store import BudgetView, Store
 from bot.store.models import (
     AuditNote,
     CancelResult,
@@ -27,6 +30,17 @@ from bot.store.models import (
     JobState,
     NewJob,
 )
+
+log = logging.getLogger(__name__)
+
+
+class WalletAlerts(Protocol):
+    """Where the operator's wallet alerts go; the moderation log implements it (``bot.ui``)."""
+
+    def budget_warning(self, view: BudgetView) -> None:
+        """The bot's spend today reached the warning mark (once a UTC day): tell every
+        server's moderators. Must not block: the caller is accepting a member's job."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +79,12 @@ def reroll_of(source: Job) -> Reroll:
 
 def extension_of(source: Job, prompt: str) -> JobParams:
     """An extension of a result with a new prompt; its own options come from the source."""
-    text = prompt.strip()
+    text = clean_prompt(prompt)  # as build_options: what PixVerse and the filter see
     if not text:
-        raise Refusal("The prompt is empty: describe what happens next.")
+        raise Refusal(
+            "The prompt is empty (nothing visible, only spaces or invisible characters): "
+            "describe what happens next."
+        )
     if len(text) > PROMPT_MAX:
         raise Refusal(f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}.")
     return source.params.model_copy(
@@ -117,17 +134,22 @@ class Cancelled:
 
 
 class JobService:
-    def __init__(self, store: Store, runner: JobRunner) -> None:
+    def __init__(
+        self, store: Store, runner: JobRunner, *, alerts: WalletAlerts | None = None
+    ) -> None:
         self._store = store
         self._runner = runner
+        self._alerts = alerts
 
     async def precheck(
         self, who: Requester, params: JobParams, *, check_prompt: bool = True
     ) -> None:
         """Everything that refuses a job before any download or charge: as the store would
-        now, a block first, a pause, too many jobs, credits; then the server's channel and
-        prompt rules (/mod channels, /mod filter). The store decides again, atomically, when
-        the job is written."""
+        now, a block first, a pause, too many jobs, credits, the member's wait since their
+        last accepted job (COMMAND_COOLDOWN_SECONDS) and the bot's daily budget; then the
+        server's channel and prompt rules (/mod channels, /mod filter). Commands, result
+        buttons and the Extend form all come through here. The store decides again,
+        atomically, when the job is written."""
         await self._store.jobs.precheck(
             who.guild_id, who.user_id, params, role_ids=list(who.role_ids)
         )
@@ -141,7 +163,8 @@ class JobService:
             raise Refusal(
                 f"Videos can't be made in this channel: moderators allow them only in {where}."
             )
-        if prompt is not None and (phrase := rules.refused_phrase(prompt)) is not None:
+        # Matched on the cleaned text, so a zero-width character cannot hide a word.
+        if prompt is not None and (phrase := rules.refused_phrase(clean_prompt(prompt))):
             raise Refusal(
                 f"Your prompt contains “{phrase}”, which this server doesn't allow: "
                 "rephrase it and try again. Nothing was charged."
@@ -151,7 +174,30 @@ class JobService:
         """Write the job, its input and its credit reservation in one transaction (the
         store decides the member's limits atomically); where it stands in line."""
         job = await self._store.jobs.create(new, role_ids=list(role_ids))
+        await self._warn_budget()
         return Accepted(job, await self._store.queue.queue_position(job.id))
+
+    async def _warn_budget(self) -> None:
+        """The first job of the day to bring the bot's spend to the warning mark has the
+        moderation logs told (the claim is kept in the database: once a day, restarts too)."""
+        if self._alerts is None or not self._store.budget.enabled:
+            return
+        try:
+            view = await self._store.budget.claim_warning()
+        except Exception:
+            # The job is accepted already: a failed warning must not fail it.
+            log.exception("Could not check the daily budget's warning mark")
+            return
+        if view is None:
+            return
+        log.warning(
+            "The bot has spent or reserved %d of its %d-credit daily budget (%d %%): "
+            "warning the moderation logs",
+            view.spent,
+            view.budget,
+            view.percent,
+        )
+        self._alerts.budget_warning(view)
 
     async def withdraw(self, job_id: int) -> None:
         """The member never saw the job accepted (its status message failed): it is not

@@ -1,10 +1,13 @@
 """The bot's SQLite store: one connection, migrations, the credit ledger, jobs, the fair
-queue, admin, moderation.
+queue, admin, moderation, and the operator's wallet (daily budget, moderation strikes, the
+wait between a member's jobs).
 
 Open it once at start, with the operator's limits, and inject it::
 
-    limits = Limits(settings.daily_credits, settings.max_jobs_per_user)
-    store = await Store.open(settings.database_path, limits=limits, cost_overrides=...)
+    limits = Limits(settings.daily_credits, settings.max_jobs_per_user, ...)
+    store = await Store.open(
+        settings.database_path, limits=limits, cost_overrides=..., bot_user_id=...
+    )
     ...
     await store.close()
 """
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.store.admin import QuotaAdmin
+from bot.store.budget import Budget, BudgetReached, BudgetView
 from bot.store.clock import Clock, utcnow
+from bot.store.cooldown import CoolingDown
 from bot.store.db import Database, Transaction
 from bot.store.errors import (
     InsufficientCredits,
@@ -51,15 +56,20 @@ from bot.store.models import (
 )
 from bot.store.moderation import Moderation, ServerRules
 from bot.store.queue import FairQueue
+from bot.store.strikes import Strike, Strikes
 
 __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
     "AuditEntry",
     "AuditNote",
+    "Budget",
+    "BudgetReached",
+    "BudgetView",
     "CancelOutcome",
     "CancelResult",
     "Clock",
+    "CoolingDown",
     "Database",
     "FairQueue",
     "GuildSettings",
@@ -85,6 +95,8 @@ __all__ = [
     "ServerRules",
     "ServerView",
     "Store",
+    "Strike",
+    "Strikes",
     "TooManyJobs",
     "TopEntry",
     "Transaction",
@@ -103,6 +115,8 @@ class Store:
     queue: FairQueue
     admin: QuotaAdmin
     moderation: Moderation
+    budget: Budget
+    strikes: Strikes
 
     @classmethod
     async def open(
@@ -112,9 +126,12 @@ class Store:
         limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
+        bot_user_id: int = 0,
     ) -> Store:
         db = await Database.open(path)
-        return cls.on(db, limits=limits, clock=clock, cost_overrides=cost_overrides)
+        return cls.on(
+            db, limits=limits, clock=clock, cost_overrides=cost_overrides, bot_user_id=bot_user_id
+        )
 
     @classmethod
     def on(
@@ -124,8 +141,12 @@ class Store:
         limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
+        bot_user_id: int = 0,
     ) -> Store:
-        """The services on a database that is already open (``open`` opens it too)."""
+        """The services on a database that is already open (``open`` opens it too).
+
+        ``bot_user_id`` is the bot's own Discord user: the author, in the audit log, of the
+        blocks moderation strikes make."""
         return cls(
             db=db,
             limits=limits,
@@ -135,6 +156,8 @@ class Store:
             queue=FairQueue(db, clock=clock),
             admin=QuotaAdmin(db, limits=limits, clock=clock),
             moderation=Moderation(db, clock=clock),
+            budget=Budget(db, limits=limits, clock=clock),
+            strikes=Strikes(db, limits=limits, clock=clock, actor_id=bot_user_id),
         )
 
     async def close(self) -> None:

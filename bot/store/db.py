@@ -11,6 +11,7 @@ the general form for code that must await between statements; it holds the same 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+from bot.refusal import Refusal
 from bot.store.migrations import MIGRATIONS, migrate
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,73 @@ class ExecResult:
     rowcount: int
 
 
+# What the operator does about each storage fault, keyed by SQLite's primary result code
+# (``sqlite3.Error.sqlite_errorname`` without its extended suffix, e.g. SQLITE_READONLY_DBMOVED).
+_STORAGE_FAULTS: dict[str, tuple[str, str]] = {
+    "SQLITE_READONLY": (
+        "is read-only",
+        "make the file, its -wal/-shm files and its folder writable by the bot's user",
+    ),
+    "SQLITE_FULL": ("cannot grow: the disk is full", "free space on that disk"),
+    "SQLITE_IOERR": ("hit a disk I/O error", "check the disk and the file system"),
+    "SQLITE_CANTOPEN": (
+        "cannot be opened or created",
+        "check that DATABASE_PATH is right and its folder exists and is writable by the bot's user",
+    ),
+}
+# Python's sqlite3 gives the name since 3.11; older builds or odd errors carry only the text.
+_STORAGE_TEXTS = (
+    ("readonly", "SQLITE_READONLY"),
+    ("database or disk is full", "SQLITE_FULL"),
+    ("disk i/o error", "SQLITE_IOERR"),
+    ("unable to open database file", "SQLITE_CANTOPEN"),
+)
+
+_OS_ERRORS = {
+    errno.EROFS: "SQLITE_READONLY",
+    errno.ENOSPC: "SQLITE_FULL",
+    errno.EIO: "SQLITE_IOERR",
+}
+
+
+class StorageUnavailable(Refusal):
+    """The database file cannot be written: read-only, full disk, I/O error, cannot open.
+
+    The transaction did not happen (nothing written, nothing charged). ``str()`` is the line a
+    member reads; ``operator_line`` names the file and what to do, for the log."""
+
+    def __init__(self, path: Path, code: str, problem: str, fix: str) -> None:
+        super().__init__(
+            "The bot cannot save anything right now (its storage is failing), so nothing was "
+            "started or charged. Please try again later; the operator has been told."
+        )
+        self.path = path
+        self.code = code
+        self.operator_line = f"Database {path} {problem}: {fix}, then try again."
+
+
+def storage_fault(exc: BaseException, path: Path) -> StorageUnavailable | None:
+    """The storage fault ``exc`` is, or None for any other error (a bug, a constraint)."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    code: str | None
+    if isinstance(exc, OSError):
+        # Creating the folder failed before SQLite was reached.
+        code = _OS_ERRORS.get(exc.errno or 0, "SQLITE_CANTOPEN")
+    elif isinstance(exc, sqlite3.DatabaseError):
+        name = str(getattr(exc, "sqlite_errorname", "") or "")
+        code = next((c for c in _STORAGE_FAULTS if name == c or name.startswith(c + "_")), None)
+        if code is None:
+            text = str(exc).lower()
+            code = next((c for needle, c in _STORAGE_TEXTS if needle in text), None)
+    else:
+        code = None
+    if code is None:
+        return None
+    problem, fix = _STORAGE_FAULTS[code]
+    return StorageUnavailable(path, code, problem, fix)
+
+
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
     conn.row_factory = sqlite3.Row
     # Wait for another connection's write lock (a restart overlapping the old process)
@@ -49,6 +118,9 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
     conn.execute("PRAGMA foreign_keys = ON")
+    # A cleared interaction token or a deleted input is overwritten, not left in free space
+    # in the file (SECURITY.md); some SQLite builds have this on by default, not all.
+    conn.execute("PRAGMA secure_delete = ON")
     # In WAL mode NORMAL loses at most the last transactions on power loss, never integrity.
     conn.execute("PRAGMA synchronous = NORMAL")
     return mode
@@ -77,13 +149,20 @@ def _run_batch(conn: sqlite3.Connection, fns: Sequence[SyncFn[Any]]) -> list[tup
                 try:
                     outcomes.append((True, fn(conn)))
                 except Exception as exc:
-                    conn.execute("ROLLBACK")
+                    # SQLite may have rolled the transaction back itself (SQLITE_FULL,
+                    # SQLITE_IOERR): a second ROLLBACK would hide the real error.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     return [(False, exc)]
                 continue
             conn.execute("SAVEPOINT op")
             try:
                 result = fn(conn)
             except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled back the whole transaction, the writes of the callers
+                    # before this one included: the batch failed for everybody.
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((False, exc))
@@ -106,13 +185,28 @@ def _optimize(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA optimize")
 
 
+def _check_writable(conn: sqlite3.Connection) -> None:
+    # Rewriting the version writes the file's header: a read-only file fails here, at start.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _read(conn: sqlite3.Connection, fn: SyncFn[T]) -> T:
     # A deferred transaction gives several SELECTs one consistent snapshot.
     conn.execute("BEGIN")
     try:
         return fn(conn)
     finally:
-        conn.execute("COMMIT")
+        # An I/O error may have ended the transaction already; COMMIT would hide it.
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -164,6 +258,8 @@ class Database:
         self._flusher: asyncio.Task[None] | None = None
         self._tx_owner: asyncio.Task[Any] | None = None
         self._closed = False
+        self._opened = False  # faults while opening are the caller's to report
+        self._failing: str | None = None  # the storage fault last reported, until a write works
 
     @classmethod
     async def open(
@@ -173,20 +269,35 @@ class Database:
         migrations: Sequence[str] = MIGRATIONS,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> Database:
-        """Open (creating the file and its folder) and migrate the database at ``path``."""
+        """Open (creating the file and its folder) and migrate the database at ``path``.
+
+        Raises ``StorageUnavailable`` (one line for the operator in ``operator_line``) when
+        the file cannot be created, opened or written: a bot that starts on a read-only file
+        would only fail later, on a member's first job."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: the store issues BEGIN/COMMIT itself, never Python's implicit ones.
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: the store issues BEGIN/COMMIT itself, never Python's
+            # implicit ones.
+            conn = await aiosqlite.connect(
+                path, isolation_level=None, timeout=busy_timeout_ms / 1000
+            )
+        except (OSError, sqlite3.Error) as exc:
+            fault = storage_fault(exc, path)
+            if fault is None:
+                raise
+            raise fault from exc
         db = cls(conn, path)
         try:
             mode = await db._call(lambda raw: _configure(raw, busy_timeout_ms))
+            version = await db._call(lambda raw: migrate(raw, migrations))
+            await db._call(_check_writable)
             if mode.lower() != "wal":
                 raise RuntimeError(f"could not switch {path} to WAL mode (got {mode!r})")
-            version = await db._call(lambda raw: migrate(raw, migrations))
         except BaseException:
             await conn.close()
             raise
+        db._opened = True
         log.info("database %s open at schema version %d", path, version)
         return db
 
@@ -200,13 +311,35 @@ class Database:
         async with self._lock:
             try:
                 await self._call(_optimize)
+            except StorageUnavailable:
+                pass  # already reported; the statistics wait for a writable file
             finally:
                 await self._conn.close()
 
     async def _call(self, fn: SyncFn[T]) -> T:
         # aiosqlite has no public "run this function on your thread" call; _execute is that
         # (stable since 0.17), and one hop per transaction is what makes the store fast.
-        return cast(T, await self._conn._execute(fn, self._raw))
+        try:
+            return cast(T, await self._conn._execute(fn, self._raw))
+        except Exception as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    def _fault(self, exc: BaseException) -> StorageUnavailable | None:
+        """``exc`` as a storage fault, reported once (not at every failing write: a full
+        disk would otherwise fill the log it cannot write either)."""
+        fault = storage_fault(exc, self.path)
+        if fault is not None and self._opened and self._failing != fault.code:
+            self._failing = fault.code
+            log.error("%s New jobs are refused until then.", fault.operator_line)
+        return fault
+
+    def _writes_work(self) -> None:
+        if self._failing is not None:
+            self._failing = None
+            log.warning("Database %s is writable again; new jobs are accepted.", self.path)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -241,13 +374,22 @@ class Database:
                         )
                     except Exception as exc:
                         # The whole batch was rolled back (e.g. COMMIT failed): nobody's
-                        # write happened, so everybody hears about it.
-                        log.warning("write batch of %d rolled back: %r", len(batch), exc)
+                        # write happened, so everybody hears about it. A storage fault was
+                        # reported once by _call.
+                        if not isinstance(exc, StorageUnavailable):
+                            log.warning("write batch of %d rolled back: %r", len(batch), exc)
                         for _, future in batch:
                             if not future.done():
                                 future.set_exception(exc)
                         continue
+                    if any(ok for ok, _ in outcomes):
+                        self._writes_work()
                     for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                        if not ok:
+                            fault = self._fault(value)
+                            if fault is not None:
+                                fault.__cause__ = value
+                                value = fault
                         if future.done():  # the caller was cancelled meanwhile
                             continue
                         if ok:
@@ -290,6 +432,7 @@ class Database:
                 except BaseException:
                     await asyncio.shield(self._call(_rollback))
                     raise
+                self._writes_work()
             finally:
                 tx.closed = True
                 self._tx_owner = None

@@ -5,7 +5,9 @@ is ``bot.store.queue``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -21,10 +23,10 @@ from bot.pixverse.rules import (
     RuleViolation,
     credit_cost,
 )
-from bot.store import ledger
+from bot.store import budget, cooldown, ledger
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
-from bot.store.db import Database
+from bot.store.db import Database, StorageUnavailable
 from bot.store.models import (
     ACTIVE_SQL,
     FINAL_STATES,
@@ -39,6 +41,11 @@ from bot.store.models import (
     NewJob,
     QueueStats,
 )
+
+log = logging.getLogger(__name__)
+
+# How often expired interaction tokens are cleared (their lifetime is 15 minutes).
+TOKEN_SWEEP_EVERY = 60.0
 
 # Columns a caller may set through transition()/set_fields(); names are checked against this
 # set before they reach SQL. state, cost, owner and timestamps of final states are not here:
@@ -130,7 +137,8 @@ class JobStore:
         """Accept a job: checks, job row, input, reservation — all or nothing.
 
         Raises (nothing written): MemberBlocked, ServerPaused, TooManyJobs,
-        InsufficientCredits, ServerCapReached (bot.store.errors), or RuleViolation for a
+        InsufficientCredits, ServerCapReached (bot.store.errors), CoolingDown
+        (bot.store.cooldown), BudgetReached (bot.store.budget), or RuleViolation for a
         combination PixVerse refuses.
         """
         cost = new_job.cost if new_job.cost is not None else self.price(new_job.params)
@@ -240,6 +248,11 @@ class JobStore:
             resets_at=next_reset(now),
             cheapest=self.cheapest,
         )
+        # The operator's wallet, in the same snapshot (precheck) or transaction (create): a
+        # member's wait between jobs, then the bot's daily budget, so two jobs accepted at
+        # once cannot both take its last credits.
+        cooldown.check(conn, guild_id, user_id, self._limits.command_cooldown_seconds, now)
+        budget.check(conn, cost, self._limits.budget_daily_credits, now)
         return numbers
 
     # --- reading ----------------------------------------------------------------------------
@@ -507,12 +520,30 @@ class JobStore:
         if message_id is not None:
             fields = {"status_channel_id": channel_id, "status_message_id": message_id}
         extra, values = _assignments(fields)
+        # The final status was the token's last use: forget it now rather than at expiry.
         result = await self._db.execute(
-            f"UPDATE jobs SET delivery_since = NULL, updated_at = ?{extra}"
+            "UPDATE jobs SET delivery_since = NULL, interaction_token = NULL,"
+            f" updated_at = ?{extra}"
             " WHERE id = ? AND delivery_since IS NOT NULL",
             (self._now(), *values, job_id),
         )
         return result.rowcount == 1
+
+    async def forget_expired_tokens(self) -> int:
+        """Clear every interaction token past its expiry (a token with no expiry counts as
+        expired); returns how many were cleared.
+
+        A token lets anyone edit the job's status message for 15 minutes (docs/discord.md),
+        so the database keeps it no longer than it can be used; the reporter then edits
+        through the channel.
+        """
+        result = await self._db.execute(
+            "UPDATE jobs SET interaction_token = NULL"
+            " WHERE interaction_token IS NOT NULL"
+            " AND (interaction_expires_at IS NULL OR interaction_expires_at <= ?)",
+            (self._now(),),
+        )
+        return result.rowcount
 
     async def remove_result(
         self, job_id: int, *, actor_id: int, reason: str | None = None
@@ -547,6 +578,25 @@ class JobStore:
             return refunded
 
         return await self._db.write(remove)
+
+
+async def forget_tokens_forever(jobs: JobStore, *, every: float = TOKEN_SWEEP_EVERY) -> None:
+    """Clear expired interaction tokens now and every ``every`` seconds, until cancelled.
+
+    Each round is caught on its own: one failed sweep (a locked or full disk) must not end
+    the loop, and the next round clears what this one could not.
+    """
+    while True:
+        try:
+            cleared = await jobs.forget_expired_tokens()
+        except StorageUnavailable:
+            pass  # the database reported it once, with what to do; the next round retries
+        except Exception:
+            log.exception("Could not clear expired interaction tokens; trying again later")
+        else:
+            if cleared:
+                log.debug("Cleared %d expired interaction token(s)", cleared)
+        await asyncio.sleep(every)
 
 
 def _audit_job(

@@ -21,6 +21,8 @@ The rules, in one place:
   un-counted (an earlier day's usage, or usage a reset already cleared) into the bonus.
 * **Server spent** is every credit committed in the server that day, bonus-funded included;
   a member's ``reset`` does not clear it (the server really spent them).
+* **Bot spend** (``budget_days``, ``bot.store.budget``) is every credit committed that day in
+  all servers, for ``BUDGET_DAILY_CREDITS``; refunds do not lower it (PixVerse keeps them).
 * **Week spend** (``member_week_spend``) is each member's committed credits and jobs per ISO
   week of the commit day, kept in the same transactions as the ledger rows (a refund takes its
   job back out of the week it was committed in): /quota-admin top ranks a week from it.
@@ -40,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.store import budget
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow, week_first_day
 from bot.store.db import Database
 from bot.store.errors import (
@@ -280,6 +283,7 @@ def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
         " ON CONFLICT (guild_id, day) DO UPDATE SET spent = spent + excluded.spent",
         (guild_id, day, amount),
     )
+    budget.add_committed(conn, day, amount)
     if from_bonus:
         conn.execute(
             "UPDATE member_settings SET bonus = bonus - ?, updated_at = ?"

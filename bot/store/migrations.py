@@ -224,7 +224,42 @@ INSERT INTO member_week_spend (guild_id, week, user_id, credits, jobs)
     FROM ledger WHERE state = 'committed' GROUP BY 1, 2, 3;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# 8: an interaction token is kept only while it works (15 minutes, docs/discord.md); the
+# store's sweep (JobStore.forget_expired_tokens, every minute) finds the rows that still hold
+# one through this index instead of reading every job.
+_V8 = """
+CREATE INDEX ix_jobs_token ON jobs (interaction_expires_at) WHERE interaction_token IS NOT NULL;
+"""
+
+# 9: the operator's wallet (issue 9, item 3).
+# * budget_days: the bot's credits committed per UTC day, all servers together, and when that
+#   day's 80 % warning was claimed (once a day, also across restarts). Kept by ledger.commit;
+#   a moderator's refund does not lower it (PixVerse charged the account all the same). It
+#   starts from guild_days, which already sums each server's day (less earlier refunds).
+# * moderation_strikes: one row per job PixVerse's moderation refused (result status 7),
+#   counted per member, server and UTC day; ``number`` is the member's count with this one,
+#   ``blocked`` whether it blocked them.
+_V9 = """
+CREATE TABLE budget_days (
+    day       INTEGER PRIMARY KEY,
+    spent     INTEGER NOT NULL DEFAULT 0 CHECK (spent >= 0),
+    warned_at REAL
+);
+INSERT INTO budget_days (day, spent) SELECT day, SUM(spent) FROM guild_days GROUP BY day;
+
+CREATE TABLE moderation_strikes (
+    job_id     INTEGER PRIMARY KEY REFERENCES jobs (id),
+    guild_id   INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL,
+    day        INTEGER NOT NULL,
+    number     INTEGER NOT NULL CHECK (number >= 0),
+    blocked    INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+    created_at REAL NOT NULL
+);
+CREATE INDEX ix_strikes_member_day ON moderation_strikes (guild_id, user_id, day, created_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
 
 class SchemaTooNew(RuntimeError):

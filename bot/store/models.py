@@ -194,6 +194,11 @@ class Limits:
 
     daily_credits: int  # a member's allowance without an own value or a richer role
     max_jobs_per_user: int  # jobs queued or in flight per member, across servers
+    # The operator's wallet (BUDGET_DAILY_CREDITS, MODERATION_STRIKES,
+    # COMMAND_COOLDOWN_SECONDS); 0 turns each off, the default for callers that omit them.
+    budget_daily_credits: int = 0  # the bot's spend per UTC day, all servers together
+    moderation_strikes: int = 0  # status-7 refusals per member, server and UTC day → blocked
+    command_cooldown_seconds: float = 0.0  # between a member's accepted jobs in a server
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -23,9 +24,19 @@ from bot.ui.context import services
 
 log = logging.getLogger(__name__)
 
+_MAX_JOB_ID = 2**63 - 1
+_GONE = (
+    "{what} no longer exists, so there is nothing to re-roll or extend; nothing was "
+    "charged. Start a new job with `/video`."
+)
+
 
 async def _finished_job(interaction: discord.Interaction[Any], job_id: int) -> Job:
-    job = await services(interaction).store.jobs.get(job_id)
+    # An id past SQLite's integer range (a forged custom_id) cannot be a job, and asking
+    # the store for it would raise OverflowError.
+    job = await services(interaction).store.jobs.get(job_id) if job_id <= _MAX_JOB_ID else None
+    if job is None:
+        raise UserFacingError(_GONE.format(what=f"Job #{job_id}"))
     problem = usable_source(job, interaction.guild.id if interaction.guild else None)
     if problem is NotUsable.MISSING:
         raise UserFacingError(f"Job #{job_id} is not a job of this server.")
@@ -117,7 +128,8 @@ class ExtendButton(
         await interaction.response.send_modal(modal)
 
 
-EXTEND_MODAL_ID = re.compile(r"pixbot:extend-modal:(?P<job>\d+)")
+EXTEND_MODAL_PREFIX = "pixbot:extend-modal:"
+EXTEND_MODAL_ID = re.compile(re.escape(EXTEND_MODAL_PREFIX) + r"(?P<job>\d+)")
 PROMPT_FIELD = "prompt"
 
 
@@ -134,7 +146,7 @@ class ExtendModal(discord.ui.Modal, title="Extend this video"):
     )
 
     def __init__(self, job_id: int) -> None:
-        super().__init__(custom_id=f"pixbot:extend-modal:{job_id}", timeout=None)
+        super().__init__(custom_id=f"{EXTEND_MODAL_PREFIX}{job_id}", timeout=None)
 
 
 async def submit_extend_modal(interaction: discord.Interaction[Any]) -> bool:
@@ -168,6 +180,37 @@ def _field(node: Any, custom_id: str) -> str:
     if isinstance(node, list):
         return next((v for child in node if (v := _field(child, custom_id))), "")
     return ""
+
+
+async def answer_unrouted(
+    interaction: discord.Interaction[Any],
+    dynamic_items: Sequence[type[discord.ui.DynamicItem[Any]]],
+) -> None:
+    """Answer what no handler will, so a member never sees "This interaction failed": an
+    Extend form (``submit_extend_modal``), and a component whose ``custom_id`` none of
+    ``dynamic_items`` claims (forged, malformed such as ``pixbot:reroll:abc``, or from a
+    button this bot no longer makes). Every component the bot sends is one of those
+    ``DynamicItem``s (they outlive restarts), so no live view waits for the others."""
+    if await submit_extend_modal(interaction):
+        return
+    data: dict[str, Any] = dict(interaction.data or {})
+    custom_id = str(data.get("custom_id", ""))
+    if interaction.type is discord.InteractionType.component:
+        if any(
+            item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in dynamic_items
+        ):
+            return  # that item's callback answers
+    elif not (
+        interaction.type is discord.InteractionType.modal_submit
+        and custom_id.startswith(EXTEND_MODAL_PREFIX)
+    ):
+        # Commands and autocomplete have the tree; Discord sends only the forms the bot
+        # opened, and another form has its own handler.
+        return
+    log.info("Answered an unknown component %r from user %d", custom_id[:100], interaction.user.id)
+    await report_item_error(
+        interaction, UserFacingError(_GONE.format(what="The job behind this button"))
+    )
 
 
 async def report_item_error(interaction: discord.Interaction[Any], error: Exception) -> None:

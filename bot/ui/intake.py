@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import aiohttp
 import discord
 
 from bot.errors import UserFacingError
@@ -21,7 +22,8 @@ from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.service import JobService
 from bot.service.jobs import Requester
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobState, NewJob
-from bot.ui.render import render
+from bot.tree import ALREADY_ACKNOWLEDGED, RESEND_DELAY
+from bot.ui.render import Rendered, render
 from bot.ui.status import DiscordStatusReporter
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ T = TypeVar("T")
 # Work that may outlast this is done after a public defer, so Discord never sees silence.
 DEFER_AFTER = 1.5
 TOKEN_LIFETIME = timedelta(minutes=15)
+ANSWER_ATTEMPTS = 3
 # What the bot itself needs in the channel to show and finish a status message.
 CHANNEL_PERMISSIONS = ("view_channel", "send_messages", "embed_links", "attach_files")
 
@@ -160,21 +163,8 @@ class Intake:
         )
         rendered = render(update)
         try:
-            if deferred:
-                message = await interaction.edit_original_response(
-                    content=rendered.content,
-                    embed=rendered.embed,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                message_id = message.id
-            else:
-                callback = await interaction.response.send_message(
-                    content=rendered.content,
-                    embed=rendered.embed,
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
-                message_id = callback.message_id or (await interaction.original_response()).id
-        except discord.HTTPException:
+            message_id = await _answer(interaction, rendered, deferred=deferred)
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError):
             # The member saw no answer and will likely try again: don't keep (or charge) this.
             await self._jobs.withdraw(job.id)
             raise
@@ -198,3 +188,40 @@ class Intake:
             job.cost,
         )
         return job
+
+
+async def _answer(
+    interaction: discord.Interaction[Any], rendered: Rendered, *, deferred: bool
+) -> int:
+    """Show the status message as the interaction's answer; its message id.
+
+    discord.py retries a 429 or a 5xx itself, not a connection lost on the way, after which
+    the answer may or may not have arrived. Try again: an edit is safe to repeat, and a
+    second callback is refused as already acknowledged (40060) when the first one arrived,
+    so the job is kept exactly when the member sees its message."""
+    for attempt in range(1, ANSWER_ATTEMPTS + 1):
+        try:
+            if deferred:
+                message = await interaction.edit_original_response(
+                    content=rendered.content,
+                    embed=rendered.embed,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+                return message.id
+            callback = await interaction.response.send_message(
+                content=rendered.content,
+                embed=rendered.embed,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            return callback.message_id or (await interaction.original_response()).id
+        except discord.HTTPException as exc:
+            if attempt == 1 or exc.code != ALREADY_ACKNOWLEDGED:
+                raise
+            log.info("The status message lost on the way had arrived after all")
+            return (await interaction.original_response()).id
+        except (aiohttp.ClientError, OSError) as exc:
+            if attempt == ANSWER_ATTEMPTS:
+                raise
+            log.info("Lost the connection showing a status message (%r); trying again", exc)
+            await asyncio.sleep(RESEND_DELAY)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -5,6 +5,12 @@ wraps the status messages' reporter, so the runner stays unaware of Discord — 
 ``ModLog``, which posts it to the server's log channel, if one is set, with "Remove & refund"
 and "Block member" buttons. The buttons are ``DynamicItem``s whose ``custom_id`` carries the
 job id, so they keep working after a restart, and they check Manage Server at click time.
+
+The log also carries the operator's wallet alerts: a job PixVerse's moderation refused shows
+the member's strikes that day, and says so when they blocked the member (MODERATION_STRIKES;
+the store blocked them when the runner recorded the strike); and the first job of a UTC day
+to bring the bot's spend to 80 % of BUDGET_DAILY_CREDITS has every server's log warned
+(``ModLog.budget_warning``, the use case's ``WalletAlerts``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import discord
 from bot.errors import UserFacingError, require_manage_server
 from bot.jobs.delivery import DeliveryFailed
 from bot.jobs.progress import JobUpdate, ProgressReporter, StatusTarget
-from bot.store import Store
+from bot.store import BudgetView, Store, Strike
 from bot.store.models import AuditNote, Job, JobState
 from bot.tree import answer_error
 from bot.ui.buttons import JobButton
@@ -123,7 +129,37 @@ async def _delete_status_message(client: discord.Client, job: Job) -> bool:
 # --- the moderation log -----------------------------------------------------------------------
 
 
-def log_embed(update: JobUpdate, target: StatusTarget | None) -> discord.Embed:
+def strike_text(strike: Strike) -> str:
+    """The member's moderation strikes as the log shows them."""
+    if strike.limit <= 0:
+        return f"{strike.number} today"
+    text = f"{strike.number} of {strike.limit} today"
+    return f"{text}: member blocked" if strike.blocked else text
+
+
+def strike_notice(strike: Strike) -> str:
+    """Told in the log when a strike blocked the member."""
+    return (
+        f"🚫 <@{strike.user_id}> is now blocked from starting videos in this server: "
+        f"PixVerse's moderation refused {strike.number} of their videos today (job "
+        f"#{strike.job_id} was the last). `/quota-admin unblock` lifts it."
+    )
+
+
+def budget_notice(view: BudgetView) -> str:
+    """The daily budget warning, as every server's log gets it."""
+    stamp = int(view.resets_at.timestamp())
+    held = f", {view.reserved} of them held by running jobs" if view.reserved else ""
+    return (
+        f"⚠️ The bot has used {view.percent} % of its daily PixVerse budget: {view.spent} of "
+        f"{view.budget} credits today across all servers{held}. At 100 % new videos are "
+        f"refused until the reset at 00:00 UTC (<t:{stamp}:R>)."
+    )
+
+
+def log_embed(
+    update: JobUpdate, target: StatusTarget | None, strike: Strike | None = None
+) -> discord.Embed:
     """What moderators see of one finished job: who, what, where, and the result."""
     p = update.params
     embed = discord.Embed(
@@ -142,6 +178,8 @@ def log_embed(update: JobUpdate, target: StatusTarget | None) -> discord.Embed:
         embed.add_field(name="Result", value=f"[Open the video]({update.video_url})", inline=False)
     elif update.error:
         embed.add_field(name="Reason", value=update.error[:1024], inline=False)
+    if strike is not None:
+        embed.add_field(name="Moderation strikes", value=strike_text(strike), inline=False)
     if target is not None and target.message_id is not None:
         link = message_link(update.guild_id, target.channel_id, target.message_id)
         embed.add_field(name="Status message", value=f"[Jump to it]({link})", inline=False)
@@ -183,10 +221,18 @@ class ModLog:
         channel = self._client.get_partial_messageable(
             settings.log_channel_id, guild_id=update.guild_id
         )
+        # Only a failed job can be a moderation strike (PixVerse's status 7).
+        strike = (
+            await self._store.strikes.of_job(update.job_id)
+            if update.state is JobState.FAILED
+            else None
+        )
         kwargs: dict[str, Any] = {
-            "embed": log_embed(update, target),
+            "embed": log_embed(update, target, strike),
             "allowed_mentions": NO_PINGS,
         }
+        if strike is not None and strike.blocked:
+            kwargs["content"] = strike_notice(strike)
         view = log_view(update.job_id, removable=update.state is JobState.DONE)
         if view is not None:
             kwargs["view"] = view
@@ -199,6 +245,27 @@ class ModLog:
                 settings.log_channel_id,
                 exc,
             )
+
+    def budget_warning(self, view: BudgetView) -> None:
+        """Warn every server's moderation log that the bot's daily budget is at 80 %
+        (``WalletAlerts``); in the background, like the job posts."""
+        task = asyncio.create_task(self.warn_budget(view), name="modlog-budget")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def warn_budget(self, view: BudgetView) -> None:
+        text = budget_notice(view)
+        for guild_id, channel_id in await self._store.budget.log_channels():
+            channel = self._client.get_partial_messageable(channel_id, guild_id=guild_id)
+            try:
+                await channel.send(text, allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:
+                # One server's lost permission must not keep the others uninformed.
+                log.warning(
+                    "Could not post the budget warning to the log channel %d: %s",
+                    channel_id,
+                    exc,
+                )
 
     async def close(self) -> None:
         tasks = list(self._tasks)

@@ -305,3 +305,25 @@ class Gateway:
         for connection in list(self.connections):
             if not connection.closed:
                 await connection.close(code, message)
+
+    def invalidate_sessions(self, *, resumable: bool = False) -> int:
+        """Send op 9 INVALID_SESSION to every identified connection, as Discord does when it
+        drops a session. Not resumable (``d: false``): the session ends, so the client must
+        IDENTIFY again and gets a new one (a RESUME of the old one is refused). Returns how
+        many connections were told."""
+        told = 0
+        for connection in list(self.connections):
+            session = connection.session
+            if connection.closed or session is None:
+                continue
+            if not resumable:
+                session.ended = True
+            connection.send({"op": INVALID_SESSION, "d": resumable, "s": None, "t": None})
+            told += 1
+        self.fake.notify()
+        return told
+
+    @property
+    def identifies(self) -> int:
+        """Sessions created by IDENTIFY so far (a RESUME creates none)."""
+        return len(self.sessions)

@@ -400,6 +400,19 @@ class FakeDiscord:
         channel.overwrites[overwrite.id] = overwrite
         self._broadcast("CHANNEL_UPDATE", channel.to_payload(), channel.guild.id, GUILDS_INTENT)
 
+    def delete_channel(self, channel: Channel) -> None:
+        """Delete a server channel as an admin would. Its messages go with it: later edits get
+        404 (Unknown Message through an interaction webhook, Unknown Channel on the channel
+        routes), and bots hear CHANNEL_DELETE."""
+        if channel.guild is None:
+            raise FakeDiscordError("only server channels can be deleted")
+        channel.guild.channels.pop(channel.id, None)
+        self.channels.pop(channel.id, None)
+        for message in self.store.by_channel.get(channel.id, []):
+            if not message.deleted:
+                self.store.delete(message, "channel")
+        self._broadcast("CHANNEL_DELETE", channel.to_payload(), channel.guild.id, GUILDS_INTENT)
+
     def set_bot_permissions(self, channel: Channel, permissions: int) -> None:
         """Give the bot exactly `permissions` in `channel` (via a member overwrite), e.g. to take
         Send Messages away. This is also the `app_permissions` of interactions there."""
