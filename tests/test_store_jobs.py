@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -315,6 +316,36 @@ async def test_fair_batch_takes_turns(store: Store, clock: FakeClock) -> None:
         claimed.append(job.user_id)
         clock.advance(seconds=1)
     assert claimed == order
+
+
+async def test_queue_positions_match_the_order_jobs_start_in(
+    store: Store, clock: FakeClock
+) -> None:
+    # Random members, some with earlier starts, several jobs each, interleaved: the place
+    # each job is told (counted in SQL), the predicted batch (in Python) and the order the
+    # dispatcher really claims them must be one and the same.
+    rng = random.Random(7)
+    users = list(range(10, 22))
+    for user in rng.sample(users, 5):
+        earlier = await create(store, user, daily=10_000)
+        await store.queue.claim_next()
+        await store.jobs.finish_done(earlier.id, "https://x.mp4")
+        clock.advance(seconds=rng.randint(1, 30))
+    queued: list[int] = []
+    for _ in range(30):
+        job = await create(store, rng.choice(users), daily=10_000, max_jobs=50)
+        queued.append(job.id)
+        clock.advance(seconds=rng.choice([0, 1, 2]))
+    predicted = [job.id for job in await store.queue.next_fair_batch(100)]
+    assert sorted(predicted) == sorted(queued)
+    positions = {job_id: await store.queue.queue_position(job_id) for job_id in queued}
+    assert [job_id for job_id, _ in sorted(positions.items(), key=lambda kv: kv[1])] == predicted
+    assert sorted(positions.values()) == list(range(1, len(queued) + 1))
+    claimed = []
+    while (job := await store.queue.claim_next()) is not None:
+        claimed.append(job.id)
+        clock.advance(seconds=1)
+    assert claimed == predicted
 
 
 async def test_waiting_retries_and_excluded_members_are_skipped(

@@ -42,6 +42,8 @@ class Estimator:
     def __init__(self, window: int = 50, *, default: float | None = None) -> None:
         self._samples: dict[Key, deque[float]] = {}
         self._sorted: dict[Key, list[float]] = {}
+        # Asked for every poll of every job; it changes only when a sample arrives.
+        self._windows: dict[Key, Window] = {}
         self._size = window
         self._default = default
 
@@ -49,6 +51,7 @@ class Estimator:
         samples = self._samples.setdefault(key, deque(maxlen=self._size))
         samples.append(seconds)
         self._sorted[key] = sorted(samples)
+        self._windows.clear()  # one key's samples move every other key's prior
 
     def has(self, key: Key) -> bool:
         return key in self._sorted
@@ -57,6 +60,12 @@ class Estimator:
         return self.window(key).median
 
     def window(self, key: Key) -> Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = self._window(key)
+        return window
+
+    def _window(self, key: Key) -> Window:
         ordered = self._sorted.get(key)
         if not ordered:
             prior = self._prior(key)

@@ -15,6 +15,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # Jobs found done by a poll, in a row, while webhooks were expected: they no longer arrive.
 MISSED_WEBHOOKS = 3
+# Polls falling due this close together are sent in one pass of the loop: a thousand jobs in
+# flight fall due every few milliseconds, and waking for each costs more than the wait.
+COALESCE_SECONDS = 0.02
 
 Check = Callable[[int], Awaitable[None]]
 
@@ -70,6 +74,9 @@ class PollScheduler:
         self._ready: list[tuple[float, int, int, int]] = []  # (-chance done, seq, id, version)
         self._seq = itertools.count()
         self._wake = asyncio.Event()
+        # When the loop is asleep, the time it will wake by itself; while it works, -inf:
+        # a poll planned later than that needs no wake-up.
+        self._asleep_until = -math.inf
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -172,9 +179,18 @@ class PollScheduler:
                 log.exception("Poll scheduler pass failed; carrying on")
                 await asyncio.sleep(0.5)
                 continue
-            timeout = self._due[0][0] - self._monotonic() if self._due else None
-            if not self._ready:
+            if self._ready:
+                continue
+            if self._due:
+                self._asleep_until = self._due[0][0] + COALESCE_SECONDS
+                timeout: float | None = self._asleep_until - self._monotonic()
+            else:
+                self._asleep_until = math.inf
+                timeout = None
+            try:
                 await wait_event(self._wake, timeout)
+            finally:
+                self._asleep_until = -math.inf
 
     async def _pass(self) -> None:
         self._collect()
@@ -225,7 +241,8 @@ class PollScheduler:
         entry.version += 1
         when = self._monotonic() + delay
         heapq.heappush(self._due, (when, next(self._seq), entry.job_id, entry.version))
-        self._wake.set()
+        if when < self._asleep_until:
+            self._wake.set()
 
     def _spawn_check(self, entry: _Entry, lane: Lane) -> None:
         entry.in_flight = True

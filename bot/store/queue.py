@@ -9,10 +9,8 @@ the future) keeps its place but cannot start yet.
 
 from __future__ import annotations
 
-import heapq
 import math
 import sqlite3
-from collections import deque
 from collections.abc import Iterable
 
 from bot.store.clock import Clock, to_ts, utcnow
@@ -25,33 +23,55 @@ _LAST_START = "(SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = j.user
 _NOT_EXCLUDED = "j.user_id NOT IN (SELECT value FROM json_each(:exclude))"
 
 
-def _fair_order(rows: list[sqlite3.Row], now: float) -> list[sqlite3.Row]:
-    """Order queued jobs (given oldest first, each with ``last_start``) as they would start."""
-    per_user: dict[int, deque[sqlite3.Row]] = {}
-    last_start: dict[int, float] = {}
+def _fair_order(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
+    """Order queued jobs (given oldest first, each with ``last_start``) as they would start.
+
+    Members take turns: in turn ``n`` every member with more than ``n`` jobs queued starts
+    their ``n``-th oldest, and within a turn members go by their last start (never started
+    first), then by their oldest queued job. A member's first job comes before anyone's
+    second because a start makes that member the most recent starter.
+    """
+    first: dict[int, tuple[float, float, int]] = {}
+    turns: dict[int, int] = {}
+    keyed: list[tuple[int, tuple[float, float, int], sqlite3.Row]] = []
     for row in rows:
         user = row["user_id"]
-        if user not in per_user:
-            per_user[user] = deque()
-            start = row["last_start"]
-            last_start[user] = -math.inf if start is None else float(start)
-        per_user[user].append(row)
-    heap = [
-        (last_start[user], jobs[0]["created_at"], jobs[0]["id"], user)
-        for user, jobs in per_user.items()
-    ]
-    heapq.heapify(heap)
-    order: list[sqlite3.Row] = []
-    started = 0
-    while heap:
-        _, _, _, user = heapq.heappop(heap)
-        jobs = per_user[user]
-        order.append(jobs.popleft())
-        if jobs:
-            # As if that job started now: after every real start, and after earlier turns.
-            started += 1
-            heapq.heappush(heap, (now + started, jobs[0]["created_at"], jobs[0]["id"], user))
-    return order
+        if user not in first:
+            start = -math.inf if row["last_start"] is None else float(row["last_start"])
+            first[user] = (start, row["created_at"], row["id"])
+            turns[user] = 0
+        else:
+            turns[user] += 1
+        keyed.append((turns[user], first[user], row))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [row for _, _, row in keyed]
+
+
+# The same order as ``_fair_order``, counted in SQL: a job's place is one more than the number
+# of queued jobs whose (turn, member's last start, member's oldest job) comes first. One pass
+# in SQLite instead of every queued row crossing into Python for each new job.
+_POSITION = """
+WITH q AS (
+    SELECT j.id, j.user_id,
+           ROW_NUMBER() OVER w AS turn,
+           FIRST_VALUE(j.created_at) OVER w AS first_created,
+           FIRST_VALUE(j.id) OVER w AS first_id
+    FROM jobs AS j WHERE j.state = 'queued'
+    WINDOW w AS (PARTITION BY j.user_id ORDER BY j.created_at, j.id)
+),
+k AS MATERIALIZED (
+    SELECT q.id, q.turn, q.first_created, q.first_id,
+           COALESCE((SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = q.user_id),
+                    -1e308) AS last_start
+    FROM q
+)
+SELECT 1 + (
+    SELECT COUNT(*) FROM k
+    WHERE (k.turn, k.last_start, k.first_created, k.first_id)
+        < (t.turn, t.last_start, t.first_created, t.first_id)
+) AS position
+FROM k AS t WHERE t.id = :job_id
+"""
 
 
 class FairQueue:
@@ -97,16 +117,9 @@ class FairQueue:
             f" WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED} ORDER BY j.created_at, j.id",
             {"now": now, "exclude": exclude},
         )
-        return [Job.from_row(row) for row in _fair_order(rows, now)[:limit]]
+        return [Job.from_row(row) for row in _fair_order(rows)[:limit]]
 
     async def queue_position(self, job_id: int) -> int | None:
         """1-based place of a queued job in the fair order (retries waiting included)."""
-        now = self._now()
-        rows = await self._db.fetch_all(
-            f"SELECT j.id, j.user_id, j.created_at, {_LAST_START} AS last_start FROM jobs AS j"
-            " WHERE j.state = 'queued' ORDER BY j.created_at, j.id"
-        )
-        for position, row in enumerate(_fair_order(rows, now), start=1):
-            if row["id"] == job_id:
-                return position
-        return None
+        row = await self._db.fetch_one(_POSITION, {"job_id": job_id})
+        return None if row is None else int(row["position"])

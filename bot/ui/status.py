@@ -123,9 +123,8 @@ class DiscordStatusReporter:
         if seen == slot.seen:
             return slot.target  # most polls change nothing shown: skip rendering them
         slot.seen = seen
-        if render(update).key == slot.last_key:
-            slot.pending = None
-            return slot.target
+        # Rendered once, when the channel's worker sends it; it skips an update that would
+        # show what the message already shows.
         slot.pending = update
         channel_id = slot.target.channel_id
         self._waiting.setdefault(channel_id, OrderedDict())[update.job_id] = None
