@@ -200,6 +200,16 @@ class ModLog:
                 exc,
             )
 
+    async def notice(self, text: str) -> None:
+        """Post an operator notice (e.g. the queue paused for credits) to every server's log
+        channel; a channel that refuses is logged and skipped."""
+        for guild_id, channel_id in await self._store.admin.log_channels():
+            channel = self._client.get_partial_messageable(channel_id, guild_id=guild_id)
+            try:
+                await channel.send(text, allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:
+                log.warning("Could not post a notice to the log channel %d: %s", channel_id, exc)
+
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
