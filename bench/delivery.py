@@ -498,6 +498,18 @@ def measure(run: Run, fake: FakeDiscord, sim: Simulator, channels: list[Any]) ->
         run.notes.append(f"{len(unmapped)} shown videos had no PixVerse id in the database")
 
     routes = Counter(request.route for request in sim.requests)
+    # Where the result queries went: per job, and how many came before PixVerse was done.
+    per_video: Counter[int] = Counter()
+    early = 0
+    for request in sim.requests:
+        if request.route != "result":
+            continue
+        video_id = int(request.path.rstrip("/").rsplit("/", 1)[-1])
+        per_video[video_id] += 1
+        job = sim.jobs.get(video_id)
+        if job is not None and request.at < job.terminal_at:
+            early += 1
+    query_histogram = dict(sorted(Counter(per_video.values()).items()))
     # Queued jobs never reach PixVerse in the expired-tokens window: count per started job.
     per_started = len(video_of) or 1 if plan.scenario else n
     result_queries = routes.get("result", 0) / per_started
@@ -527,6 +539,8 @@ def measure(run: Run, fake: FakeDiscord, sim: Simulator, channels: list[Any]) ->
         "baseline_delay_p95_s": percentile(base_delay, 0.95),
         "baseline_delay_max_s": max(base_delay) if base_delay else math.nan,
         "result_queries_per_job": result_queries,
+        "result_queries_histogram": query_histogram,
+        "result_queries_before_done_per_job": early / per_started,
         "baseline_queries_per_job": baseline_queries,
         "pixverse_requests_per_job": {
             route: count / per_started for route, count in sorted(routes.items())

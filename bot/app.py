@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -78,6 +79,7 @@ class PixBot(commands.Bot):
         runner_config: RunnerConfig | None = None,
         simulator_config: SimulatorConfig | None = None,
         status_interval: float = 3.0,
+        pixverse_options: Mapping[str, Any] | None = None,
         **client_options: Any,
     ) -> None:
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
@@ -98,6 +100,8 @@ class PixBot(commands.Bot):
         self._runner_config = runner_config
         self._simulator_config = simulator_config
         self._status_interval = status_interval
+        # PixVerseClient keywords (timeouts, retries): tests shorten them.
+        self._pixverse_options = dict(pixverse_options or {})
         self.simulator: Simulator | None = None
         self.webhooks: WebhookReceiver | None = None
         self._token_sweep: asyncio.Task[None] | None = None
@@ -115,7 +119,9 @@ class PixBot(commands.Bot):
             timeout=aiohttp.ClientTimeout(total=120, connect=15)
         )
         base_url, api_key = await self._pixverse_endpoint()
-        self.pixverse = PixVerseClient(self.http_session, base_url=base_url, api_key=api_key)
+        self.pixverse = PixVerseClient(
+            self.http_session, base_url=base_url, api_key=api_key, **self._pixverse_options
+        )
         self.store = await Store.open(
             self.settings.database_path,
             limits=Limits(
@@ -163,7 +169,7 @@ class PixBot(commands.Bot):
         # Finished jobs also go to the server's moderation log (/mod log-channel), if any.
         self.mod_log = ModLog(self, self.store)
         reporter = ModLogReporter(self.reporter, self.mod_log)
-        self.runner = JobRunner(self.store, self.pixverse, reporter, config)
+        self.runner = JobRunner(self.store, self.pixverse, reporter, config, notices=self.mod_log)
         self.job_service = JobService(self.store, self.runner, alerts=self.mod_log)
         self.intake = Intake(self.job_service, self.reporter, simulated=self.simulated)
         self.ui = UiServices(self, self.store, self.runner, self.job_service, self.intake)

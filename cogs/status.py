@@ -62,6 +62,17 @@ class Status(commands.Cog):
             value=format_seconds(typical) if typical is not None else "no finished jobs yet",
         )
         embed.add_field(name="PixVerse", value=await self._pixverse_state(), inline=False)
+        paused = self.bot.runner.paused_since
+        if paused is not None:
+            embed.add_field(
+                name="Queue paused",
+                value=(
+                    f"⏸️ since <t:{int(paused)}:R>: the PixVerse account is out of credits "
+                    "(500090). No new job starts; queued jobs keep their place and credits. "
+                    "Top up the account at platform.pixverse.ai: the bot resumes by itself."
+                ),
+                inline=False,
+            )
         guild = await self.bot.store.admin.guild_settings(guild_id)
         if guild.paused:
             reason = f": {guild.pause_reason}" if guild.pause_reason else ""

@@ -34,6 +34,9 @@ FAST_RUNNER = RunnerConfig(
     request_burst=50,
     retry_delay=0.05,
     busy_delay=0.2,
+    unanswered_delay=0.2,
+    credit_probe_every=0.2,
+    download_retry_delay=0.05,
     idle_check=0.1,
     default_estimate=0.3,
     simulated=True,
@@ -89,6 +92,7 @@ class World:
         status_interval: float = FAST_STATUS_INTERVAL,
         force_global_sync: bool = False,
         pixverse: Simulator | None = None,
+        pixverse_options: dict[str, Any] | None = None,
         **settings: Any,
     ) -> PixBot:
         """Start the real bot. With ``pixverse``, it talks to that (test-owned) simulator
@@ -102,6 +106,7 @@ class World:
             runner_config=runner,
             simulator_config=simulator or SimulatorConfig(gen_time=0.3, seed=7),
             status_interval=status_interval,
+            pixverse_options=pixverse_options,
             guild_ready_timeout=0.05,
         )
         await bot.login(self.fake.bot_token)

@@ -30,8 +30,10 @@ from bot.pixverse import (
     PixVerseError,
     TextToVideoRequest,
     TransientError,
+    UnreadableAnswer,
     VideoResult,
     VideoStatus,
+    job_label,
     new_trace_id,
 )
 from bot.simulator import MODERATION_MARKER, NO_HD, Simulator, SimulatorConfig
@@ -360,6 +362,140 @@ async def test_http_500_on_every_attempt_raises_transient_error(
 
     assert caught.value.http_status == 500
     assert len(routed(sim, "balance")) == 4
+
+
+# -- hangs: every call has a read timeout ----------------------------------------------------
+
+HUNG_CALLS: dict[str, Callable[[PixVerseClient, dict[str, Any]], Awaitable[Any]]] = {
+    "balance": lambda c, ids: c.balance(),
+    "image_upload": lambda c, ids: c.upload_image(
+        png(), filename="cat.png", content_type="image/png"
+    ),
+    "media_upload": lambda c, ids: c.upload_media(
+        MP4, filename="clip.mp4", content_type="video/mp4"
+    ),
+    "img_generate": lambda c, ids: c.image_to_video(i2v(ids["img"]), trace_id=new_trace_id()),
+    "result": lambda c, ids: c.result(ids["video"]),
+    "media": lambda c, ids: c.download(ids["url"], max_bytes=10_000_000),
+}
+
+
+@pytest.mark.parametrize("route", list(HUNG_CALLS))
+async def test_a_hung_call_fails_after_the_read_timeout_and_each_retry_is_logged(
+    session: aiohttp.ClientSession,
+    sim: Simulator,
+    route: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ready = make_client(session, sim)
+    img = await upload(ready)
+    video = await ready.image_to_video(i2v(img), trace_id=new_trace_id())
+    url = (await wait_terminal(ready, video)).video_url
+    # The totals are long: only the read limit can end these calls quickly.
+    client = make_client(
+        session, sim, timeout=60.0, upload_timeout=60.0, read_timeout=0.2, max_attempts=2
+    )
+    sim.inject_fault(route, "hang", count=2, seconds=30)
+    caplog.set_level(logging.WARNING, logger="bot.pixverse")
+    token = job_label.set("job 41")
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError):
+            await HUNG_CALLS[route](client, {"img": img, "video": video, "url": url})
+    finally:
+        job_label.reset(token)
+
+    assert time.monotonic() - started < 3
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "for job 41" in warning and "attempt 1 of 2" in warning
+
+
+async def test_upload_that_keeps_its_answer_coming_is_not_cut_by_the_read_timeout(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    # A hang shorter than the read limit is only slow, even when the total is what matters.
+    client = make_client(session, sim, upload_timeout=5.0, read_timeout=1.0)
+    sim.inject_fault("image_upload", "hang", seconds=0.3)
+
+    await upload(client)
+
+    assert len(routed(sim, "image_upload")) == 1
+
+
+# -- unreadable 2xx answers are retried, a generate with its trace id ------------------------
+
+
+@pytest.mark.parametrize("kind", ["truncate", "garble", "bare"])
+async def test_unreadable_generate_answer_is_resent_with_the_same_trace_id(
+    client: PixVerseClient, sim: Simulator, kind: str
+) -> None:
+    img_id = await upload(client)
+    trace = new_trace_id()
+    sim.inject_fault("img_generate", kind)
+
+    video_id = await client.image_to_video(i2v(img_id), trace_id=trace)
+
+    assert [r.trace_id for r in sim.generate_requests] == [trace, trace]
+    assert list(sim.jobs) == [video_id]  # the first request made it; the second replayed it
+    assert sim.balance == START_CREDITS - I2V_COST
+
+
+@pytest.mark.parametrize("kind", ["truncate", "garble", "bare"])
+async def test_unreadable_answers_on_every_try_raise_unreadable_answer(
+    client: PixVerseClient, sim: Simulator, kind: str
+) -> None:
+    sim.inject_fault("balance", kind, count=4)
+
+    with pytest.raises(UnreadableAnswer) as caught:
+        await client.balance()
+
+    assert caught.value.retryable and caught.value.http_status == 200
+    assert len(routed(sim, "balance")) == 4
+
+
+async def test_unreadable_poll_and_upload_answers_are_asked_again(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    sim.inject_fault("image_upload", "truncate")
+    img_id = await upload(client)
+    video_id = await client.image_to_video(i2v(img_id), trace_id=new_trace_id())
+    sim.inject_fault("result", "garble", count=2)
+
+    result = await client.result(video_id)
+
+    assert result.id == video_id
+    assert len(routed(sim, "image_upload")) == 2
+    assert len(routed(sim, "result")) == 3
+
+
+async def test_envelope_with_a_resp_of_the_wrong_shape_is_unreadable(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    from aiohttp import web
+
+    async def wrong_shape(request: web.Request) -> web.Response:
+        return web.json_response({"ErrCode": 0, "ErrMsg": "success", "Resp": {"oops": 1}})
+
+    app = web.Application()
+    app.router.add_post("/openapi/v2/video/img/generate", wrong_shape)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    client = PixVerseClient(
+        session,
+        base_url=f"http://127.0.0.1:{port}",
+        api_key=KEY,
+        max_attempts=2,
+        backoff_base=0.01,
+        backoff_cap=0.02,
+    )
+    try:
+        with pytest.raises(UnreadableAnswer):
+            await client.image_to_video(i2v(1), trace_id=new_trace_id())
+    finally:
+        await runner.cleanup()
 
 
 # -- refusals -------------------------------------------------------------------------------

@@ -754,6 +754,62 @@ async def test_media_faults_apply_to_downloads(api: Api):
         assert response.status == 500
 
 
+@pytest.mark.parametrize("kind", ["truncate", "garble", "bare"])
+async def test_spoilt_answer_faults_serve_the_request_then_spoil_a_200(api: Api, kind: str):
+    body = i2v(await api.image())
+    trace = str(uuid.uuid4())
+    api.sim.inject_fault("img_generate", kind)
+    async with api.session.post(
+        api.base + "/video/img/generate", json=body, headers=headers(trace=trace)
+    ) as response:
+        assert response.status == 200
+        raw = await response.read()
+    with pytest.raises((ValueError, KeyError)):  # not JSON, or JSON without the envelope
+        assert loads(raw)["ErrCode"] == 0
+    assert len(api.sim.jobs) == 1 and await api.balance() == START - 45  # it was served
+    replayed = await api.generate("img", body, trace=trace)
+    assert replayed["Resp"]["video_id"] == next(iter(api.sim.jobs))
+    assert len(api.sim.jobs) == 1 and await api.balance() == START - 45
+
+
+async def test_truncate_fault_on_a_download_serves_half_the_video_as_a_complete_200(api: Api):
+    done = await api.wait(await api.video())
+    async with api.session.get(done["url"]) as response:
+        whole = await response.read()
+    api.sim.inject_fault("media", "truncate")
+    async with api.session.get(done["url"]) as response:
+        assert response.status == 200
+        half = await response.read()
+    assert half == whole[: len(whole) // 2]
+    async with api.session.get(done["url"]) as response:
+        assert await response.read() == whole
+
+
+async def test_404_fault_answers_not_found_for_count_downloads(api: Api):
+    done = await api.wait(await api.video())
+    api.sim.inject_fault("media", "http_404", count=2)
+    statuses = []
+    for _ in range(3):
+        async with api.session.get(done["url"]) as response:
+            statuses.append(response.status)
+    assert statuses == [404, 404, 200]
+
+
+async def test_balance_over_the_control_endpoint_empties_and_refills_the_account(api: Api):
+    control = api.sim.base_url + "/_sim"
+    img_id = await api.image()
+    async with api.session.post(control + "/balance", json={"credits": 0}) as response:
+        assert response.status == 200
+    assert await api.balance() == 0
+    assert err(await api.generate("img", i2v(img_id))) == 500090
+    async with api.session.post(control + "/balance", json={"credits": -1}) as response:
+        assert response.status == 400
+    async with api.session.post(control + "/balance", json={"credits": 100}) as response:
+        assert response.status == 200
+    assert err(await api.generate("img", i2v(img_id))) == 0
+    assert await api.balance() == 55
+
+
 async def test_faults_over_the_control_endpoint(api: Api):
     control = api.sim.base_url + "/_sim"
     fault = {"route": "text_generate", "kind": "http_429", "retry_after": 2, "count": 1}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bot.jobs.mp4 import boxes
 from bot.pixverse.rules import (
     IMAGE_MAX_BYTES,
     IMAGE_MAX_PIXELS,
@@ -282,21 +283,11 @@ def _mvhd_seconds(body: bytes) -> float | None:
 
 
 def _find_box(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    """The (body start, body end) of the first box of ``kind`` among start..end's children."""
-    offset = start
-    while offset + 8 <= end:
-        size, box = struct.unpack(">I4s", data[offset : offset + 8])
-        header = 8
-        if size == 1 and offset + 16 <= end:
-            size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
-            header = 16
-        elif size == 0:
-            size = end - offset
-        if size < header:
-            return None
-        if box == kind:
-            return offset + header, min(offset + size, end)
-        offset += size
+    """The (body start, body end) of the first box of ``kind`` among start..end's children;
+    a box cut short is read as far as it goes (members' files are judged by PixVerse)."""
+    for box in boxes(data, start, end):
+        if box.kind == kind:
+            return box.body, min(box.end, end)
     return None
 
 

@@ -52,6 +52,7 @@ class JobUpdate:
     estimate: float | None = None  # expected total generation seconds
     video: VideoFile | None = None
     video_url: str | None = None
+    video_note: str | None = None  # why the video is linked, not attached (default: its size)
     error: str | None = None
     refunded: bool = False
     credits_left: int | None = None

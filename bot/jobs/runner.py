@@ -13,6 +13,12 @@
 - Credits: committed when PixVerse's result is in, released on failure, moderation,
   cancellation or timeout; the store keeps both idempotent per job. The final status then
   reaches Discord through ``FinalDelivery``, which retries until it does (or cannot).
+- Faults (docs/pixverse.md, "Envelope and errors"): a transient failure of a step is retried
+  with backoff while the job shows it is waiting; a submit whose answer never came or could
+  not be read is resent with the same trace id, and after the retries goes back to the queue
+  with that trace id rather than failing (PixVerse may have made and charged the video);
+  500090 pauses the whole queue (``bot.jobs.pause``); the finished file is checked whole
+  (``bot.jobs.mp4``) before it is attached, else downloaded again, else linked.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from bot.jobs import mp4
 from bot.jobs.delivery import DeliveryPolicy, FinalDelivery
+from bot.jobs.pause import WAITING_TEXT, CreditPause, OperatorNotices
 from bot.jobs.progress import JobUpdate, ProgressReporter, VideoFile
 from bot.jobs.schedule import Estimator, Key, Lane, PollSchedule, RequestBudget
 from bot.jobs.scheduler import PollScheduler, wait_event
 from bot.pixverse import (
     AuthError,
+    Balance,
     ConcurrencyLimit,
     DownloadTooLarge,
     EffectUnavailable,
@@ -46,6 +55,7 @@ from bot.pixverse import (
     TransientError,
     VideoResult,
     VideoStatus,
+    job_label,
     new_trace_id,
 )
 from bot.store import Store
@@ -56,6 +66,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
+PAUSE_TOLD = 1000  # queued jobs told of a pause for credits, first in line first
+RETRY_WAITING = "PixVerse is not answering well right now; trying again shortly"
+UNANSWERED_WAITING = (
+    "PixVerse did not answer the request; the bot asks again with the same request "
+    "(never charged twice)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,15 @@ class RunnerConfig:
     max_attempts: int = 4  # transient failures of one step, after the client's own retries
     retry_delay: float = 5.0
     busy_delay: float = 15.0  # wait after PixVerse's concurrency limit (500044)
+    # A submit left without an answer after its retries is asked again this much later, with
+    # the same trace id, this many times before the job fails.
+    unanswered_delay: float = 60.0
+    unanswered_rounds: int = 5
+    credit_probe_every: float = 60.0  # balance checks while paused for credits (500090)
+    # The finished file: downloaded again when cut short or missing (a CDN not ready yet),
+    # waiting download_retry_delay, doubling; then linked instead of attached.
+    download_attempts: int = 3
+    download_retry_delay: float = 10.0
     idle_check: float = 5.0  # re-read the queue this often even without events
     default_upload_limit: int = 10 * 1024 * 1024
     default_estimate: float | None = None
@@ -92,6 +117,19 @@ class JobFailure(Exception):
     """A job cannot finish; the message is shown to the member, the credits go back."""
 
 
+class _QueuePaused(Exception):
+    """The queue is paused for credits: a job about to submit goes back in line instead."""
+
+
+class _Unanswered(Exception):
+    """Every try of a submit went without a readable answer: PixVerse may have the video."""
+
+    def __init__(self, error: TransientError, trace_id: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.trace_id = trace_id
+
+
 class JobRunner:
     def __init__(
         self,
@@ -100,6 +138,7 @@ class JobRunner:
         reporter: ProgressReporter,
         config: RunnerConfig | None = None,
         *,
+        notices: OperatorNotices | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -133,6 +172,14 @@ class JobRunner:
         self._busy_until = 0.0
         self._stopping = False
         self._positions: dict[int, int] = {}
+        self._pause = CreditPause(
+            self._probe_balance,
+            notices,
+            probe_every=self._config.credit_probe_every,
+            on_resume=self.wake,
+            clock=clock,
+        )
+        self._unanswered: dict[int, int] = {}  # job id -> rounds its submit went unanswered
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -170,6 +217,7 @@ class JobRunner:
         self._wake.set()
         await self._scheduler.stop()
         await self._delivery.stop()
+        await self._pause.stop()
         tasks = [*self._services, *self._starting.values()]
         for task in tasks:
             task.cancel()
@@ -190,6 +238,12 @@ class JobRunner:
     @property
     def active(self) -> int:
         return len(self._starting) + len(self._generating)
+
+    @property
+    def paused_since(self) -> float | None:
+        """When the queue was paused because the PixVerse account ran out of credits (unix
+        seconds), or None while it runs."""
+        return self._pause.since
 
     @property
     def delivering(self) -> int:
@@ -213,13 +267,25 @@ class JobRunner:
             await wait_event(self._wake, self._config.idle_check)
 
     async def _fill_slots(self) -> None:
-        while self.active < self._config.max_active and self._monotonic() >= self._busy_until:
+        while (
+            self.active < self._config.max_active
+            and self._monotonic() >= self._busy_until
+            and not self._pause.active
+        ):
             job = await self._store.queue.claim_next()
             if job is None:
                 return
             self._launch(job)
 
     async def _show_queue(self) -> None:
+        if self._pause.active:
+            # Each waiting member is told once why nothing moves; places are shown again
+            # (all of them: the memory of what was shown is dropped) once the queue resumes.
+            self._positions = {}
+            for job in await self._store.queue.next_fair_batch(PAUSE_TOLD):
+                if self._pause.tell(job.id):
+                    await self._report(job, JobState.QUEUED, waiting=WAITING_TEXT)
+            return
         waiting = await self._store.queue.next_fair_batch(QUEUE_SHOWN)
         positions = {job.id: position for position, job in enumerate(waiting, start=1)}
         for job in waiting:
@@ -243,11 +309,18 @@ class JobRunner:
     # -- upload and submit -----------------------------------------------------------------
 
     async def _advance(self, job: Job) -> None:
+        job_label.set(f"job {job.id}")  # this task's requests, in the client's warnings
         try:
             job = await self._upload(job)
             job = await self._submit(job)
         except ConcurrencyLimit:
             await self._requeue_busy(job)
+            return
+        except (OutOfCredits, _QueuePaused):
+            await self._requeue_for_credits(job)
+            return
+        except _Unanswered as unanswered:
+            await self._requeue_unanswered(job, unanswered)
             return
         except JobFailure as failure:
             await self._fail(job, str(failure))
@@ -261,19 +334,21 @@ class JobRunner:
     async def _upload(self, job: Job) -> Job:
         source = job.params.source
         if source is JobSource.IMAGE and job.pixverse_img_id is None:
-            image = await self._send_input(job, self._pixverse.upload_image)
+            image = await self._send_input(job, self._pixverse.upload_image, "image/upload")
             return replace(job, pixverse_img_id=image.img_id)
         if source is JobSource.VIDEO and job.pixverse_media_id is None:
-            media = await self._send_input(job, self._pixverse.upload_media)
+            media = await self._send_input(job, self._pixverse.upload_media, "media/upload")
             return replace(job, pixverse_media_id=media.media_id)
         return job
 
-    async def _send_input(self, job: Job, upload: Callable[..., Awaitable[T]]) -> T:
+    async def _send_input(self, job: Job, upload: Callable[..., Awaitable[T]], what: str) -> T:
         await self._report(job, JobState.UPLOADING)
         stored = await self._input(job)
         return await self._retrying(
             job,
             lambda: upload(stored.data, filename=stored.filename, content_type=stored.content_type),
+            what=what,
+            state=JobState.UPLOADING,
         )
 
     async def _input(self, job: Job) -> JobInput:
@@ -283,6 +358,8 @@ class JobRunner:
         return upload
 
     async def _submit(self, job: Job) -> Job:
+        if self._pause.active:
+            raise _QueuePaused  # it would only meet 500090: back in line, nothing sent
         trace_id = job.trace_id or new_trace_id()
         if job.state is not JobState.SUBMITTED or job.trace_id is None:
             # Persist the trace id first: a crash after this line re-sends the same request.
@@ -303,8 +380,18 @@ class JobRunner:
             # A retry after PixVerse's concurrency limit keeps showing "waiting for a slot"
             # rather than flickering between that and "submitted" on every attempt.
             await self._report(job, JobState.SUBMITTED)
-        submit = await self._generate_call(job, trace_id)
-        video_id = await self._retrying(job, submit)
+        submit, what = await self._generate_call(job, trace_id)
+        try:
+            video_id = await self._retrying(job, submit, what=what, state=JobState.SUBMITTED)
+        except JobFailure as failure:
+            cause = failure.__cause__
+            # No ErrCode: PixVerse never answered readably, so it may have made the video.
+            # The same trace id later finds it (or starts it once) instead of failing a
+            # job the account may have paid for.
+            if isinstance(cause, TransientError) and not cause.code:
+                raise _Unanswered(cause, trace_id) from cause
+            raise
+        self._unanswered.pop(job.id, None)
         moved = await self._jobs.transition(
             job.id, JobState.SUBMITTED, JobState.GENERATING, pixverse_video_id=video_id
         )
@@ -314,7 +401,10 @@ class JobRunner:
         fresh = await self._jobs.get(job.id)
         return fresh if fresh is not None else job
 
-    async def _generate_call(self, job: Job, trace_id: str) -> Callable[[], Awaitable[int]]:
+    async def _generate_call(
+        self, job: Job, trace_id: str
+    ) -> tuple[Callable[[], Awaitable[int]], str]:
+        """The submit request of ``job`` (sent as often as needed), and its endpoint's name."""
         params = job.params
         common: dict[str, Any] = {
             "prompt": params.prompt,
@@ -333,7 +423,10 @@ class JobRunner:
             if job.pixverse_img_id is None:
                 raise JobFailure("The image never reached PixVerse.")
             image_request = ImageToVideoRequest(img_id=job.pixverse_img_id, **common)
-            return lambda: self._pixverse.image_to_video(image_request, trace_id=trace_id)
+            return (
+                lambda: self._pixverse.image_to_video(image_request, trace_id=trace_id),
+                "img/generate",
+            )
         if params.source is JobSource.VIDEO:
             extend = ExtendRequest(video_media_id=job.pixverse_media_id, **common)
         else:
@@ -341,25 +434,102 @@ class JobRunner:
             if parent is None or parent.pixverse_video_id is None:
                 raise JobFailure("The video to extend is no longer available at PixVerse.")
             extend = ExtendRequest(source_video_id=parent.pixverse_video_id, **common)
-        return lambda: self._pixverse.extend(extend, trace_id=trace_id)
+        return (lambda: self._pixverse.extend(extend, trace_id=trace_id), "extend/generate")
 
-    async def _retrying(self, job: Job, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry a step on transient failures, beyond the client's own quick retries."""
-        for attempt in range(1, self._config.max_attempts + 1):
+    async def _retrying(
+        self, job: Job, call: Callable[[], Awaitable[T]], *, what: str, state: JobState
+    ) -> T:
+        """Retry a step on transient failures, beyond the client's own quick retries; the
+        member sees the job waiting meanwhile. JobFailure (caused by the last error) when
+        every try failed."""
+        tries = self._config.max_attempts
+        for attempt in range(1, tries + 1):
             await self._budget.acquire(Lane.START)
             try:
                 result = await call()
             except TransientError as exc:
-                if attempt == self._config.max_attempts:
+                if attempt == tries:
+                    log.warning(
+                        "Job %d: PixVerse %s failed %d times (%s); giving up this step",
+                        job.id,
+                        what,
+                        tries,
+                        exc,
+                    )
                     raise JobFailure(
                         "PixVerse kept failing to answer; please try again later."
                     ) from exc
                 delay = self._config.retry_delay * 2 ** (attempt - 1)
-                log.warning("Job %d: PixVerse failed (%s); retry in %.0fs", job.id, exc, delay)
+                log.warning(
+                    "Job %d: PixVerse %s failed (%s); attempt %d of %d, retrying in %.0fs",
+                    job.id,
+                    what,
+                    exc,
+                    attempt,
+                    tries,
+                    delay,
+                )
+                await self._report(job, state, waiting=RETRY_WAITING)
                 await asyncio.sleep(delay)
                 continue
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _requeue_for_credits(self, job: Job) -> None:
+        """500090: the whole queue pauses; this job waits in line, trace id and reservation
+        kept, as if it had never started."""
+        self._pause.pause(job.cost)
+        moved = await self._jobs.transition(
+            job.id,
+            (JobState.UPLOADING, JobState.SUBMITTED),
+            JobState.QUEUED,
+            pixverse_img_id=job.pixverse_img_id,
+            pixverse_media_id=job.pixverse_media_id,
+            next_attempt_at=None,
+            # Its member's last start goes back to what it was, so the job keeps its place.
+            started_at=None,
+        )
+        if moved:
+            log.info("Job %d: back in the queue until the PixVerse account has credits", job.id)
+            if self._pause.tell(job.id):
+                await self._report(job, JobState.QUEUED, waiting=WAITING_TEXT)
+
+    async def _requeue_unanswered(self, job: Job, unanswered: _Unanswered) -> None:
+        rounds = self._unanswered.get(job.id, 0) + 1
+        if rounds > self._config.unanswered_rounds:
+            self._unanswered.pop(job.id, None)
+            log.error(
+                "Job %d: PixVerse never answered its submit (trace id %s, last: %s); failing "
+                "it -- check the PixVerse account for a video it may have made",
+                job.id,
+                unanswered.trace_id,
+                unanswered.error,
+            )
+            await self._fail(job, "PixVerse kept failing to answer; please try again later.")
+            return
+        self._unanswered[job.id] = rounds
+        delay = self._config.unanswered_delay
+        moved = await self._jobs.transition(
+            job.id,
+            JobState.SUBMITTED,
+            JobState.QUEUED,  # trace id kept: the next try is the same request
+            next_attempt_at=self._clock() + delay,
+        )
+        if moved:
+            log.warning(
+                "Job %d: no readable answer to its submit (%s); asking again in %.0fs with the "
+                "same trace id (round %d of %d)",
+                job.id,
+                unanswered.error,
+                delay,
+                rounds,
+                self._config.unanswered_rounds,
+            )
+            await self._report(job, JobState.QUEUED, waiting=UNANSWERED_WAITING)
+
+    async def _probe_balance(self) -> Balance:
+        await self._budget.acquire(Lane.START)
+        return await self._pixverse.balance()
 
     async def _requeue_busy(self, job: Job) -> None:
         delay = self._config.busy_delay
@@ -411,10 +581,12 @@ class JobRunner:
             self._scheduler.remove(job_id)
             return
         job = entry.job
+        label = job_label.set(f"job {job.id}")
         try:
             result = await self._pixverse.result(_video_id(job))
         except TransientError as exc:
-            log.warning("Job %d: result poll failed (%s)", job.id, exc)
+            # An unreadable answer too: the next poll asks again.
+            log.warning("Job %d: PixVerse video/result poll failed (%s)", job.id, exc)
             self._scheduler.retry_later(job.id, self._config.schedule.steady_delay)
             return
         except NotFound:
@@ -424,6 +596,8 @@ class JobRunner:
             log.error("Job %d: PixVerse refused the result poll: %r", job.id, exc)
             self._scheduler.retry_later(job.id, self._config.schedule.late_delay)
             return
+        finally:
+            job_label.reset(label)
         await self._handle_result(entry, result)
 
     async def _handle_result(self, entry: _Generating, result: VideoResult) -> None:
@@ -509,16 +683,14 @@ class JobRunner:
 
     async def _done_update(self, job: Job) -> JobUpdate:
         url = job.result_url
-        limit = job.upload_limit or self._config.default_upload_limit
         video: VideoFile | None = None
+        note: str | None = None
         if url:
+            label = job_label.set(f"job {job.id}")
             try:
-                data = await self._pixverse.download(url, max_bytes=limit)
-                video = VideoFile(filename=f"pixbot-{job.id}.mp4", data=data)
-            except DownloadTooLarge:
-                log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
-            except PixVerseError as exc:
-                log.warning("Job %d: could not download the video (%s); linking it", job.id, exc)
+                video, note = await self._fetch_video(job, url)
+            finally:
+                job_label.reset(label)
         quota = await self._store.ledger.quota_for_job(job.id)
         finished = job.finished_at.timestamp() if job.finished_at else self._clock()
         return JobUpdate.of(
@@ -527,9 +699,51 @@ class JobRunner:
             simulated=self._config.simulated,
             video=video,
             video_url=url,
+            video_note=note,
             credits_left=quota.left if quota else None,
             elapsed=max(0.0, finished - _started(job)),
         )
+
+    async def _fetch_video(self, job: Job, url: str) -> tuple[VideoFile | None, str | None]:
+        """The finished file, whole, or None and why it is linked instead.
+
+        A file cut short in transit can still be a complete HTTP 200, and a CDN may answer
+        404 for a while after PixVerse says done: both are fetched again, a bounded number
+        of times with backoff, and never attached half."""
+        limit = job.upload_limit or self._config.default_upload_limit
+        tries = max(1, self._config.download_attempts)
+        for attempt in range(1, tries + 1):
+            try:
+                data = await self._pixverse.download(url, max_bytes=limit)
+            except DownloadTooLarge:
+                log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
+                return None, None
+            except PixVerseError as exc:
+                problem = str(exc)
+            else:
+                broken = mp4.problem(data)
+                if broken is None:
+                    return VideoFile(filename=f"pixbot-{job.id}.mp4", data=data), None
+                problem = f"not a whole MP4 file: {broken}"
+            if attempt == tries:
+                log.warning(
+                    "Job %d: video download failed %d times (%s); linking it",
+                    job.id,
+                    tries,
+                    problem,
+                )
+                break
+            delay = self._config.download_retry_delay * 2 ** (attempt - 1)
+            log.warning(
+                "Job %d: video download attempt %d of %d failed (%s); trying again in %.0fs",
+                job.id,
+                attempt,
+                tries,
+                problem,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        return None, "PixVerse's file could not be fetched whole; open it at PixVerse"
 
     # -- cancelling ------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The PixVerse API: client, models, errors and the documented parameter rules."""
 
-from bot.pixverse.client import DownloadTooLarge, PixVerseClient, new_trace_id
+from bot.pixverse.client import DownloadTooLarge, PixVerseClient, job_label, new_trace_id
 from bot.pixverse.errors import (
     AuthError,
     ConcurrencyLimit,
@@ -12,6 +12,7 @@ from bot.pixverse.errors import (
     OutOfCredits,
     PixVerseError,
     TransientError,
+    UnreadableAnswer,
 )
 from bot.pixverse.models import (
     Balance,
@@ -41,9 +42,11 @@ __all__ = [
     "PixVerseError",
     "TextToVideoRequest",
     "TransientError",
+    "UnreadableAnswer",
     "UploadedImage",
     "UploadedMedia",
     "VideoResult",
     "VideoStatus",
+    "job_label",
     "new_trace_id",
 ]

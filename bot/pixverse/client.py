@@ -8,6 +8,11 @@ A generate POST is retried with the *same* ``Ai-trace-id``: PixVerse treats a re
 id as the same request and does not start a second video (see docs/pixverse.md,
 "Transport and trace ids"), so a retry after a lost answer cannot double-charge. Every
 other call gets a fresh trace id per attempt.
+
+Every call has a timeout: a connect limit and a read limit (a stalled connection fails in
+seconds) under a total one (generous for uploads and downloads, whose bodies may be large
+but keep moving). A 2xx answer that cannot be read -- a cut body, malformed JSON, no
+envelope -- is an ``UnreadableAnswer``, retried like a lost answer: PixVerse may have acted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import os
 import random
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from json import loads as json_loads
 from typing import Any, TypeVar
 
@@ -26,8 +32,8 @@ import yarl
 from pydantic import BaseModel, ValidationError
 
 from bot.pixverse.errors import (
-    PixVerseError,
     TransientError,
+    UnreadableAnswer,
     error_for_code,
     error_for_http_status,
 )
@@ -49,6 +55,10 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/openapi/v2"
 URL_CACHE_SIZE = 4096
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
+
+# Who a request is for ("job 12"), named in the retry warnings. The runner sets it in each
+# job's own task, so the client's signatures stay free of job ids.
+job_label: ContextVar[str] = ContextVar("pixverse_job_label", default="")
 
 
 def new_trace_id() -> str:
@@ -79,7 +89,9 @@ class PixVerseClient:
         base_url: str,
         api_key: str,
         timeout: float = 30.0,
-        upload_timeout: float = 120.0,
+        upload_timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
         max_attempts: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
@@ -87,8 +99,15 @@ class PixVerseClient:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._upload_timeout = aiohttp.ClientTimeout(total=upload_timeout)
+        # sock_read runs from the end of the request body to the first byte of the answer,
+        # then between reads: a hung server fails in ``read_timeout``, while a large upload
+        # or download that keeps moving is only bounded by the total.
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._upload_timeout = aiohttp.ClientTimeout(
+            total=upload_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
         self._max_attempts = max(1, max_attempts)
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -223,9 +242,11 @@ class PixVerseClient:
             if number == self._max_attempts:
                 raise error
             delay = self._backoff(number, error.retry_after)
+            label = job_label.get()
             log.warning(
-                "PixVerse %s failed (%s); attempt %d of %d, retrying in %.1fs",
+                "PixVerse %s%s failed (%s); attempt %d of %d, retrying in %.1fs",
                 what,
+                f" for {label}" if label else "",
                 error.message,
                 number,
                 self._max_attempts,
@@ -273,15 +294,24 @@ def _unwrap(response: aiohttp.ClientResponse, payload: Any, model: type[Response
     # retried as a server error.
     if envelope is not None and envelope.err_code != 0:
         raise error_for_code(envelope.err_code, envelope.err_msg, http_status=response.status)
-    if response.status >= 300 or envelope is None:
+    if response.status >= 300:
         raise error_for_http_status(
             response.status,
             f"PixVerse answered HTTP {response.status} without a valid envelope",
             retry_after=_retry_after(response),
         )
+    # A 2xx that cannot be read is no refusal: PixVerse may have done the work (and charged
+    # for it), so the request is sent again as it was (docs/pixverse.md, "Transport and
+    # trace ids").
+    if envelope is None:
+        raise UnreadableAnswer(
+            f"PixVerse answered HTTP {response.status} without a readable envelope",
+            http_status=response.status,
+        )
     try:
         return model.model_validate(envelope.resp)
     except ValidationError as exc:
-        raise PixVerseError(
-            f"PixVerse answered an unexpected {model.__name__}: {exc.error_count()} problem(s)"
+        raise UnreadableAnswer(
+            f"PixVerse answered an unreadable {model.__name__}: {exc.error_count()} problem(s)",
+            http_status=response.status,
         ) from None

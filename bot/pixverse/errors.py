@@ -75,6 +75,13 @@ class TransientError(PixVerseError):
         self.retry_after = retry_after
 
 
+class UnreadableAnswer(TransientError):
+    """A 2xx answer the client could not read: a cut body, malformed JSON, no envelope, or a
+    ``Resp`` of the wrong shape. PixVerse may have acted on the request (made and charged a
+    video), so it is resent as it was -- a generate with the same trace id -- never given up
+    on as a refusal (docs/pixverse.md, "Transport and trace ids")."""
+
+
 _BY_CODE: dict[int, type[PixVerseError]] = {
     400011: InvalidParameters,
     400012: AuthError,

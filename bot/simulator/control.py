@@ -10,6 +10,8 @@ Plain JSON (no PixVerse envelope), no API key: the simulator is a loopback test 
   "video_size_bytes"?, "stale_get"?, "slot_release_after"?, "webhook_loss_rate"?,
   "webhook_late_rate"?, "webhook_late_delay"?}`` — change behaviour from now on
 - ``POST /_sim/jobs/{video_id}`` ``{"status": int}`` or ``{"finish": true}``
+- ``POST /_sim/balance`` ``{"credits": int}`` — the account's credits from now on (0: every
+  generate answers 500090 until it is raised again)
 """
 
 from __future__ import annotations
@@ -136,9 +138,20 @@ async def drive_job(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "status": state.jobs[video_id].status(state.clock())})
 
 
+async def set_balance(request: web.Request) -> web.Response:
+    body = await _object(request)
+    credits = body.get("credits")
+    if not isinstance(credits, int) or isinstance(credits, bool) or credits < 0:
+        raise _bad('send {"credits": <int >= 0>}')
+    state = request.app[STATE]
+    state.set_credits(credits)
+    return web.json_response({"ok": True, "credits": credits})
+
+
 def add_control_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/state", state_view, name="sim_state")
     app.router.add_post("/_sim/faults", add_fault, name="sim_add_fault")
     app.router.add_delete("/_sim/faults", clear_faults, name="sim_clear_faults")
     app.router.add_post("/_sim/config", set_config, name="sim_config")
     app.router.add_post("/_sim/jobs/{video_id}", drive_job, name="sim_job")
+    app.router.add_post("/_sim/balance", set_balance, name="sim_balance")

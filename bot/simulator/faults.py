@@ -2,9 +2,10 @@
 
 Faults are queued per route and used up in order, one request at a time. They act before
 authentication and validation, like a proxy or an overloaded server in front of PixVerse,
-so a faulted request creates nothing and charges nothing -- except `drop`, which serves
-the request and then loses the answer (the case the trace-id replay exists for; see
-docs/pixverse.md, "Transport and trace ids").
+so a faulted request creates nothing and charges nothing -- except `drop`, `truncate`,
+`garble` and `bare`, which serve the request and then spoil the answer (the cases the
+trace-id replay exists for; see docs/pixverse.md, "Transport and trace ids"). On the
+served files (`media`), `truncate` sends the first half of the video as a complete 200.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class FaultKind(StrEnum):
     # 500052 answers in its documented HTTP 500 form (docs/pixverse.md, "Envelope and errors").
     ERR_CODE = "err_code"  # HTTP 200 with ErrCode `err_code` (500052: the HTTP 500 form)
     DROP = "drop"  # serve the request, then close the connection without an answer
+    HTTP_404 = "http_404"  # HTTP 404 with a plain-text body (a CDN file not there yet)
+    # Serve the request, then answer HTTP 200 with its body spoilt:
+    TRUNCATE = "truncate"  # the first half of the body, as a complete response
+    GARBLE = "garble"  # the body's bytes scrambled: not JSON
+    BARE = "bare"  # valid JSON without PixVerse's envelope
+
+
+SERVED_FAULTS = frozenset({FaultKind.DROP, FaultKind.TRUNCATE, FaultKind.GARBLE, FaultKind.BARE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ log = logging.getLogger("bot.simulator")
 
 STATE: web.AppKey[SimState] = web.AppKey("simulator_state", SimState)
 RECORD: web.RequestKey[RecordedRequest] = web.RequestKey("simulator_record", RecordedRequest)
+# Set by the `truncate` fault on a download: serve the first half of the video only.
+HALF_VIDEO: web.RequestKey[bool] = web.RequestKey("simulator_half_video", bool)
 # Matched case-insensitively (docs/pixverse.md, "Transport and trace ids").
 TRACE_HEADER = "Ai-trace-id"
 KEY_HEADER = "API-KEY"
@@ -236,7 +238,19 @@ async def media(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="not found")
     if isinstance(item, Upload):
         return web.Response(body=item.data, content_type=item.content_type)
+    if request.get(HALF_VIDEO):
+        return _half_video(state.config.video_size_bytes)
     return await _stream_video(request, state.config.video_size_bytes)
+
+
+def _half_video(video_size_bytes: int | None) -> web.Response:
+    """The first half of the served video, as a complete HTTP 200 (a CDN that lost the
+    rest): its last box claims more bytes than the file holds."""
+    whole = served_video_size(video_size_bytes)
+    sample = sample_video()
+    data = sample + (free_box_header(whole - len(sample)) if whole > len(sample) else b"")
+    data += bytes(max(0, whole - len(data)))
+    return web.Response(body=data[: whole // 2], content_type="video/mp4")
 
 
 async def _stream_video(request: web.Request, video_size_bytes: int | None) -> web.StreamResponse:

@@ -25,7 +25,7 @@ from bot.simulator.errors import (
     ApiError,
     error_envelope,
 )
-from bot.simulator.faults import Fault, FaultKind, Route
+from bot.simulator.faults import SERVED_FAULTS, Fault, FaultKind, Route
 from bot.simulator.handlers import KEY_HEADER, RECORD, STATE, TRACE_HEADER, dump
 from bot.simulator.params import Kind
 from bot.simulator.state import Job, RecordedRequest, SimState, Upload, WebhookRecord
@@ -48,6 +48,8 @@ async def _pause(app: web.Application, seconds: float) -> None:
 def _fault_response(fault: Fault) -> web.Response:
     if fault.kind is FaultKind.HTTP_500:
         return web.Response(status=500, text=fault.message or "Internal Server Error")
+    if fault.kind is FaultKind.HTTP_404:
+        return web.Response(status=404, text=fault.message or "Not Found")
     if fault.kind is FaultKind.HTTP_429:
         seconds = fault.retry_after
         value = str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"
@@ -71,6 +73,21 @@ def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamRespo
     if request.transport is not None:
         request.transport.abort()
     return response
+
+
+def _spoil(kind: FaultKind, response: web.StreamResponse) -> web.StreamResponse:
+    """The served answer with its body cut, scrambled or stripped of the envelope; still a
+    complete HTTP 200 (Content-Length matches what is sent)."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    body = response.body
+    if kind is FaultKind.TRUNCATE:
+        spoilt = body[: len(body) // 2]
+    elif kind is FaultKind.GARBLE:
+        spoilt = b"\x00\xff" + body[::-1]
+    else:
+        spoilt = b'{"status":"ok"}'
+    return web.Response(status=200, body=spoilt, content_type=response.content_type)
 
 
 def _check_headers(request: web.Request, state: SimState) -> None:
@@ -106,17 +123,19 @@ async def _api_middleware(request: web.Request, handler: handlers.Handler) -> we
     state.requests.append(record)
     request[RECORD] = record
 
-    drop = False
+    served: FaultKind | None = None
     response: web.StreamResponse
     fault = state.faults.take(route)
     if fault is not None:
         log.info("fault on %s: %s", route.value, fault.kind.value)
         if fault.kind is FaultKind.HANG:
             await _pause(request.app, fault.seconds)
-        elif fault.kind is FaultKind.DROP:
-            drop = True
-            if route is Route.MEDIA:  # a download has no side effect to keep: cut it now
-                return _drop(request, web.Response(status=500))
+        elif fault.kind in SERVED_FAULTS:
+            served = fault.kind
+            if route is Route.MEDIA:
+                if fault.kind is FaultKind.DROP:  # a download has no side effect: cut it now
+                    return _drop(request, web.Response(status=500))
+                request[handlers.HALF_VIDEO] = True  # a video cut short, sent as complete
         else:
             response = _fault_response(fault)
             record.http_status = response.status
@@ -134,9 +153,12 @@ async def _api_middleware(request: web.Request, handler: handlers.Handler) -> we
         )
     record.http_status = response.status
     log.debug("%s %s -> %s %s", request.method, request.path, response.status, record.err_code)
-    if drop:
+    if served is FaultKind.DROP:
         # The request was served (a job may exist); its answer is lost on the way back.
         return _drop(request, response)
+    if served is not None and route is not Route.MEDIA:
+        # Served too, but the answer arrives unreadable.
+        return _spoil(served, response)
     return response
 
 
@@ -295,14 +317,7 @@ class Simulator:
 
     def set_balance(self, credits: int, *, api_key: str | None = None) -> None:
         """Give an account exactly ``credits`` package credits (and no monthly ones)."""
-        key = api_key or self.state.default_key()
-        if key is None:
-            self.config.balance = credits
-            self.config.monthly_credits = 0
-            return
-        account = self.state.account(key)
-        account.credit_package = credits
-        account.credit_monthly = 0
+        self.state.set_credits(credits, api_key)
 
     def status(self, video_id: int) -> int:
         return self.state.jobs[video_id].status(self.state.clock())

@@ -245,6 +245,18 @@ class SimState:
             return self.config.api_key
         return next(iter(self.accounts), None)
 
+    def set_credits(self, credits: int, key: str | None = None) -> None:
+        """Give an account (the default one, see ``default_key``) exactly ``credits``
+        package credits and no monthly ones; before any request, every new account."""
+        key = key or self.default_key()
+        if key is None:
+            self.config.balance = credits
+            self.config.monthly_credits = 0
+            return
+        account = self.account(key)
+        account.credit_package = credits
+        account.credit_monthly = 0
+
     def settle(self, account: Account) -> None:
         """Refund jobs that ended in 7/8 and forget jobs that ended (docs/pixverse.md,
         "Credits")."""

@@ -350,6 +350,14 @@ class QuotaAdmin:
         )
         return GuildSettings(guild_id) if row is None else guild_settings_of(guild_id, row)
 
+    async def log_channels(self) -> list[tuple[int, int]]:
+        """(guild id, log channel id) of every server that set a moderation log channel."""
+        rows = await self._db.fetch_all(
+            "SELECT guild_id, log_channel_id FROM guild_settings"
+            " WHERE log_channel_id IS NOT NULL ORDER BY guild_id"
+        )
+        return [(int(row["guild_id"]), int(row["log_channel_id"])) for row in rows]
+
     # --- reports ----------------------------------------------------------------------------
 
     async def top(

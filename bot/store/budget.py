@@ -181,11 +181,3 @@ class Budget:
         claimed = await self._db.write(lambda conn: claim_warning(conn, self._budget, now))
         self._warned_day = day
         return claimed
-
-    async def log_channels(self) -> list[tuple[int, int]]:
-        """(server, moderation log channel) of every server that has one: who is warned."""
-        rows = await self._db.fetch_all(
-            "SELECT guild_id, log_channel_id FROM guild_settings"
-            " WHERE log_channel_id IS NOT NULL ORDER BY guild_id"
-        )
-        return [(int(row[0]), int(row[1])) for row in rows]

@@ -249,23 +249,20 @@ class ModLog:
     def budget_warning(self, view: BudgetView) -> None:
         """Warn every server's moderation log that the bot's daily budget is at 80 %
         (``WalletAlerts``); in the background, like the job posts."""
-        task = asyncio.create_task(self.warn_budget(view), name="modlog-budget")
+        task = asyncio.create_task(self.notice(budget_notice(view)), name="modlog-budget")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    async def warn_budget(self, view: BudgetView) -> None:
-        text = budget_notice(view)
-        for guild_id, channel_id in await self._store.budget.log_channels():
+    async def notice(self, text: str) -> None:
+        """Post an operator notice (the budget at 80 %, the queue paused for credits) to every
+        server's log channel; a channel that refuses is logged and skipped, so one server's
+        lost permission does not keep the others uninformed."""
+        for guild_id, channel_id in await self._store.admin.log_channels():
             channel = self._client.get_partial_messageable(channel_id, guild_id=guild_id)
             try:
                 await channel.send(text, allowed_mentions=NO_PINGS)
             except discord.HTTPException as exc:
-                # One server's lost permission must not keep the others uninformed.
-                log.warning(
-                    "Could not post the budget warning to the log channel %d: %s",
-                    channel_id,
-                    exc,
-                )
+                log.warning("Could not post a notice to the log channel %d: %s", channel_id, exc)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

@@ -70,6 +70,8 @@ def _state_line(update: JobUpdate) -> str:
         if update.queue_position:
             return f"{label}: position {update.queue_position} in line"
         return f"{label}: starting soon"
+    if update.waiting and update.state in (JobState.UPLOADING, JobState.SUBMITTED):
+        return f"{label}: {update.waiting}"
     if update.state is JobState.GENERATING and update.elapsed is not None:
         elapsed = update.elapsed - update.elapsed % ELAPSED_STEP
         if update.estimate:
@@ -116,7 +118,10 @@ def render(update: JobUpdate) -> Rendered:
         if update.video is None and update.video_url:
             embed.add_field(
                 name="Video",
-                value=f"[Download the video]({update.video_url}) (too large to attach here)",
+                value=(
+                    f"[Download the video]({update.video_url}) "
+                    f"({update.video_note or 'too large to attach here'})"
+                )[:1024],
                 inline=False,
             )
     elif update.state in (JobState.FAILED, JobState.CANCELLED):
