@@ -41,6 +41,10 @@ class SimulatorConfig(BaseModel):
     activated_templates: dict[int, frozenset[Quality]] = Field(
         default_factory=lambda: dict(DEFAULT_TEMPLATES)
     )
+    # What the account is charged instead of the catalogue's price, keyed like the bot's
+    # CREDIT_COSTS ("v4.5/540p/5/normal"): PixVerse's real prices may differ from the
+    # catalogue, and the job's result reports what was charged (`credits`).
+    price_overrides: dict[str, int] = Field(default_factory=dict)
     # Pad every served video to this many bytes (a trailing mp4 `free` box keeps it playable).
     video_size_bytes: int | None = Field(default=None, ge=0)
     # Scheme://host[:port] put in returned URLs; default: the host the client connected to.

@@ -323,7 +323,9 @@ class SimState:
         """Check what needs the account, charge, and start a job; or raise ApiError."""
         ratio = self._source_ratio(key, params)
         self._check_template(params)
-        credits = credit_cost(params.combination)  # combination already checked
+        # The combination is already checked; the price is the catalogue's unless the
+        # account is set to charge another (``price_overrides``).
+        credits = credit_cost(params.combination, self.config.price_overrides)
         account = self.account(key)
         self.settle(account)
         if account.total < credits:
