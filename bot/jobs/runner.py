@@ -609,8 +609,15 @@ def explain(error: PixVerseError) -> str:
         return "PixVerse's content moderation refused the input: change the image or prompt."
     if isinstance(error, EffectUnavailable):
         if error.code == 500071:
-            return "This effect does not support 720p or 1080p: choose 360p or 540p."
-        return "This effect is not available on the bot's PixVerse account right now."
+            # Refused at submit, so nothing was charged at PixVerse and the job is refunded.
+            return (
+                "This effect has no 720p or 1080p version at PixVerse: choose 540p or lower "
+                "(360p or 540p) and try it again."
+            )
+        return (
+            "This effect is not available on the bot's PixVerse account right now "
+            "(not activated, or over the account's monthly effect limit)."
+        )
     if isinstance(error, InvalidInput):
         return f"PixVerse could not use the input file: {error.message}"
     if isinstance(error, InvalidParameters):

@@ -15,6 +15,8 @@ from bot.pixverse.errors import (
 )
 from bot.pixverse.models import (
     Balance,
+    EffectTemplate,
+    EffectTemplatePage,
     ExtendRequest,
     ImageToVideoRequest,
     TextToVideoRequest,
@@ -29,6 +31,8 @@ __all__ = [
     "Balance",
     "ConcurrencyLimit",
     "DownloadTooLarge",
+    "EffectTemplate",
+    "EffectTemplatePage",
     "EffectUnavailable",
     "ExtendRequest",
     "ImageToVideoRequest",

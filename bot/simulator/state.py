@@ -448,6 +448,22 @@ class SimState:
         if params.quality in refused:
             raise ApiError(TEMPLATE_NO_HD, f"this effect does not support {params.quality.value}")
 
+    def effect_templates(self, kind: int) -> list[dict[str, Any]]:
+        """The activated templates as the template list shows them, in id order (all of
+        them are video templates: type 1)."""
+        if kind != 1:
+            return []
+        names = self.config.template_names
+        return [
+            {
+                "template_id": template_id,
+                "name": names.get(template_id, f"Effect {template_id}"),
+                "template_type": 1,
+                "qualities": [q.value for q in Quality if q not in refused],
+            }
+            for template_id, refused in sorted(self.config.activated_templates.items())
+        ]
+
     def job_for(self, key: str, video_id: int) -> Job:
         job = self.jobs.get(video_id)
         # Another account's job is as unknown as a made-up id.
