@@ -12,6 +12,7 @@ import discord
 from discord.ext import commands
 
 from bot.extensions import walk_extensions
+from bot.jobs.effects import EffectLibrary, EffectsConfig, effect_library
 from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.jobs.webhook import WebhookReceiver
 from bot.pixverse import PixVerseClient
@@ -70,6 +71,7 @@ class PixBot(commands.Bot):
     job_service: JobService
     ui: UiServices
     mod_log: ModLog
+    effects: EffectLibrary
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class PixBot(commands.Bot):
         force_global_sync: bool = False,
         runner_config: RunnerConfig | None = None,
         simulator_config: SimulatorConfig | None = None,
+        effects_config: EffectsConfig | None = None,
         status_interval: float = 3.0,
         pixverse_options: Mapping[str, Any] | None = None,
         **client_options: Any,
@@ -99,6 +102,7 @@ class PixBot(commands.Bot):
         self.force_global_sync = force_global_sync
         self._runner_config = runner_config
         self._simulator_config = simulator_config
+        self._effects_config = effects_config
         self._status_interval = status_interval
         # PixVerseClient keywords (timeouts, retries): tests shorten them.
         self._pixverse_options = dict(pixverse_options or {})
@@ -122,6 +126,15 @@ class PixBot(commands.Bot):
         self.pixverse = PixVerseClient(
             self.http_session, base_url=base_url, api_key=api_key, **self._pixverse_options
         )
+        pixverse = self.pixverse
+        # /video effect offers the operator's effects (PIXVERSE_EFFECTS), else PixVerse's
+        # list, read now in the background and kept an hour.
+        self.effects = effect_library(
+            self.settings.pixverse_effects,
+            lambda page, size: pixverse.effect_templates(page=page, page_size=size),
+            self._effects_config,
+        )
+        self.effects.start()
         self.store = await Store.open(
             self.settings.database_path,
             limits=Limits(
@@ -228,6 +241,9 @@ class PixBot(commands.Bot):
         """Stop the runner first: every job's state is persisted, so nothing is lost."""
         if self.webhooks is not None:
             await self.webhooks.stop()
+        effects = getattr(self, "effects", None)
+        if effects is not None:
+            await effects.close()
         if self._token_sweep is not None:
             self._token_sweep.cancel()
             await asyncio.gather(self._token_sweep, return_exceptions=True)

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.jobs.effects import EffectList
 from bot.jobs.media import (
     PreparedMedia,
     check_declared_image,
@@ -38,6 +39,7 @@ Prompt = app_commands.Range[str, 1, PROMPT_MAX]
 NegativePrompt = app_commands.Range[str, 0, PROMPT_MAX]
 Seed = app_commands.Range[int, 0, SEED_MAX]
 ATTACHMENT_TIMEOUT = 60.0  # seconds for one attachment download
+EFFECT_LIST_WAIT = 1.0  # seconds a command waits for PixVerse's effect list when none is known
 
 _OPTION_HELP = {
     "prompt": "What should happen in the video (up to 2048 characters)",
@@ -48,7 +50,7 @@ _OPTION_HELP = {
     "motion": "Motion mode; fast supports 5 s only",
     "style": "Visual style (only effective on v3.5)",
     "seed": "Seed for a repeatable result (0–2147483647); random when left out",
-    "effect": "One of the PixVerse effects this bot offers",
+    "effect": "A PixVerse effect: start typing to pick one",
 }
 
 
@@ -56,14 +58,17 @@ class Generate(commands.Cog):
     def __init__(self, bot: PixBot) -> None:
         self.bot = bot
 
-    def _params(self, source: JobSource, **options: Any) -> JobParams:
+    async def _params(self, source: JobSource, **options: Any) -> JobParams:
         settings = self.bot.settings
         defaults = Defaults(
             settings.default_model, settings.default_quality, settings.default_duration
         )
-        return build_options(
-            defaults=defaults, effects=settings.pixverse_effects, source=source, **options
-        )
+        effects = EffectList()
+        if options.get("effect"):
+            # Usually at hand: the member picked the effect from the list the autocomplete
+            # just read. The wait is short so the command still answers within 3 s.
+            effects = await self.bot.effects.current(wait=EFFECT_LIST_WAIT)
+        return build_options(defaults=defaults, effects=effects, source=source, **options)
 
     @app_commands.command(name="video", description="Animate an image into a video")
     @app_commands.guild_only()
@@ -82,7 +87,7 @@ class Generate(commands.Cog):
         seed: Seed | None = None,
         effect: str | None = None,
     ) -> None:
-        params = self._params(
+        params = await self._params(
             JobSource.IMAGE,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -137,7 +142,7 @@ class Generate(commands.Cog):
                 "Give exactly one source: `video` (upload a clip) or `job` (the id of a "
                 "finished job), not both and not neither."
             )
-        params = self._params(
+        params = await self._params(
             JobSource.VIDEO if video is not None else JobSource.JOB,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -190,12 +195,15 @@ class Generate(commands.Cog):
     async def effect_autocomplete(
         self, interaction: discord.Interaction[PixBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        wanted = current.casefold()
+        # The operator's effects (PIXVERSE_EFFECTS), else PixVerse's list, cached: the
+        # first look may wait for PixVerse, never past Discord's 3 s (bot/jobs/effects.py).
+        effects = await self.bot.effects.current()
+        # The value is the template id: it is what PixVerse needs, and it stays exact when a
+        # name is cut to Discord's 100 characters or two effects share one.
         return [
-            app_commands.Choice(name=name[:100], value=name[:100])
-            for name in sorted(self.bot.settings.pixverse_effects)
-            if wanted in name.casefold()
-        ][:25]
+            app_commands.Choice(name=effect.name[:100], value=str(effect.template_id))
+            for effect in effects.search(current)
+        ]
 
     @extend.autocomplete("job")
     @guarded_autocomplete

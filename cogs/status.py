@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,6 +13,7 @@ from discord.ext import commands
 
 from bot.errors import require_guild
 from bot.pixverse import AuthError, PixVerseError
+from bot.store.charges import PriceDifference
 from bot.ui.render import format_seconds
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PING_TIMEOUT = 2.0  # the answer must still fit in Discord's 3-second window
+PRICE_WINDOW = timedelta(days=7)  # price differences older than this were likely corrected
+EMBED_FIELD_MAX = 1024
 
 
 class Status(commands.Cog):
@@ -73,11 +77,48 @@ class Status(commands.Cog):
                 ),
                 inline=False,
             )
+        if interaction.permissions.manage_guild:
+            # Admins only: what to correct in the catalogue, not a member's business.
+            differences = await self.bot.store.jobs.price_differences(window=PRICE_WINDOW)
+            if differences:
+                embed.add_field(
+                    name=f"Prices PixVerse charged differently (last {PRICE_WINDOW.days} days)",
+                    value=price_differences_text(differences),
+                    inline=False,
+                )
         guild = await self.bot.store.admin.guild_settings(guild_id)
         if guild.paused:
             reason = f": {guild.pause_reason}" if guild.pause_reason else ""
             embed.add_field(name="This server", value=f"Paused by moderators{reason}", inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def price_difference_line(difference: PriceDifference) -> str:
+    """e.g. "v6 720p 5 s: reserved 45, PixVerse charged 50 (3 jobs)"."""
+    d = difference
+    variant = f" {d.variant}" if d.variant else ""
+    jobs = "1 job" if d.jobs == 1 else f"{d.jobs} jobs"
+    return (
+        f"{d.model} {d.quality} {d.duration} s{variant}: reserved {d.reserved}, "
+        f"PixVerse charged {d.charged} ({jobs})"
+    )
+
+
+def price_differences_text(differences: list[PriceDifference]) -> str:
+    """The lines, then what to do, within an embed field's 1024 characters."""
+    advice = (
+        "Members were charged what PixVerse took. Correct the catalogue's price "
+        "for these so reservations match."
+    )
+    lines: list[str] = []
+    used = len(advice) + 1
+    for difference in differences:
+        line = f"• {price_difference_line(difference)}"
+        if used + len(line) + 1 > EMBED_FIELD_MAX:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return "\n".join([*lines, advice])
 
 
 async def setup(bot: PixBot) -> None:

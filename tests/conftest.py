@@ -22,6 +22,7 @@ from PIL import Image
 
 from bot.app import PixBot
 from bot.jobs.delivery import DeliveryPolicy
+from bot.jobs.effects import EffectsConfig
 from bot.jobs.runner import RunnerConfig
 from bot.jobs.schedule import PollSchedule
 from bot.settings import Settings
@@ -93,6 +94,7 @@ class World:
         force_global_sync: bool = False,
         pixverse: Simulator | None = None,
         pixverse_options: dict[str, Any] | None = None,
+        effects: EffectsConfig | None = None,
         **settings: Any,
     ) -> PixBot:
         """Start the real bot. With ``pixverse``, it talks to that (test-owned) simulator
@@ -105,6 +107,7 @@ class World:
             force_global_sync=force_global_sync,
             runner_config=runner,
             simulator_config=simulator or SimulatorConfig(gen_time=0.3, seed=7),
+            effects_config=effects,
             status_interval=status_interval,
             pixverse_options=pixverse_options,
             guild_ready_timeout=0.05,

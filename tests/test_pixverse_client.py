@@ -694,3 +694,33 @@ async def test_api_key_is_not_in_the_logs(
 
     assert any("retrying" in r.getMessage() for r in caplog.records)  # the retries were logged
     assert KEY not in caplog.text
+
+
+# -- effect templates ----------------------------------------------------------------------
+
+
+async def test_effect_templates_are_listed_a_page_at_a_time(
+    session: aiohttp.ClientSession,
+) -> None:
+    templates = {100 + n: frozenset() for n in range(1, 13)}
+    config = SimulatorConfig(api_key=KEY, activated_templates=templates, template_names={})
+    async with Simulator(config) as sim:
+        client = make_client(session, sim)
+        first = await client.effect_templates(page=1, page_size=10)
+        second = await client.effect_templates(page=2, page_size=10)
+        [request, _] = routed(sim, "effect_templates")
+
+    assert [t.template_id for t in first.templates] == list(range(101, 111))
+    assert [(t.template_id, t.name) for t in second.templates] == [
+        (111, "Effect 111"),
+        (112, "Effect 112"),
+    ]
+    assert first.total == second.total == 12
+    assert request.method == "GET"
+    assert "type=1" in request.path and "page=1" in request.path and "pageSize=10" in request.path
+
+
+async def test_a_page_size_pixverse_does_not_offer_is_refused(client: PixVerseClient) -> None:
+    with pytest.raises(InvalidParameters) as caught:
+        await client.effect_templates(page=1, page_size=7)
+    assert caught.value.code == 400017

@@ -6,9 +6,11 @@ Every refusal says what to change. The rules themselves live in ``bot.pixverse.r
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bot.jobs.effects import EffectList
 from bot.jobs.text import clean_prompt
 from bot.pixverse.rules import (
     PROMPT_MAX,
@@ -47,7 +49,7 @@ def build_options(
     *,
     prompt: str,
     defaults: Defaults,
-    effects: dict[str, int],
+    effects: EffectList | Mapping[str, int],
     negative_prompt: str | None = None,
     model: str | None = None,
     quality: str | None = None,
@@ -103,7 +105,11 @@ def build_options(
     template_id = None
     effect_name = None
     if effect:
-        effect_name, template_id = _effect(effect, effects)
+        known = effects if isinstance(effects, EffectList) else EffectList.operator(effects)
+        chosen = known.find(effect)
+        if chosen is None:
+            raise OptionRejected(known.unknown(effect))
+        effect_name, template_id = chosen.name, chosen.template_id
 
     return JobParams(
         source=source,
@@ -129,14 +135,3 @@ def _enum(kind: type[EnumT], value: str | None, default: Any, name: str) -> Enum
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         raise OptionRejected(f"{value!r} is not a {name}: choose one of {allowed}.") from None
-
-
-def _effect(requested: str, effects: dict[str, int]) -> tuple[str, int]:
-    if not effects:
-        raise OptionRejected("No effects are available on this bot: leave the effect option out.")
-    wanted = requested.strip().casefold()
-    for name, template_id in effects.items():
-        if name.casefold() == wanted or str(template_id) == wanted:
-            return name, template_id
-    listed = ", ".join(sorted(effects))
-    raise OptionRejected(f"There is no effect {requested!r}: choose one of {listed}.")

@@ -606,7 +606,9 @@ class JobRunner:
             return  # cancelled (``cancel``) while this poll was in flight: nothing to show
         status = result.status
         if status == VideoStatus.DONE and result.video_url:
-            await self._finish_done(entry, result.video_url, _generation_seconds(result))
+            await self._finish_done(
+                entry, result.video_url, _generation_seconds(result), charged=_charged(result)
+            )
         elif status == VideoStatus.MODERATED:
             # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
             # so a crash in between cannot lose it and a second look cannot count it twice.
@@ -637,14 +639,34 @@ class JobRunner:
                 )
 
     async def _finish_done(
-        self, entry: _Generating, url: str, generated: float | None = None
+        self,
+        entry: _Generating,
+        url: str,
+        generated: float | None = None,
+        *,
+        charged: int | None = None,
     ) -> None:
         job = entry.job
         # Committed first, shown after: the job stays "delivering" in the database until a
         # route to Discord works, so a crash in between re-delivers and never re-charges.
-        if not await self._jobs.finish_done(job.id, url):
+        # What PixVerse reports it charged is what the member's ledger commits.
+        if not await self._jobs.finish_done(job.id, url, charged=charged):
             self._untrack(job.id, finished=False)
             return
+        if charged is not None and charged != job.cost:
+            p = job.params
+            log.info(
+                "Job %d: PixVerse charged %d credits for %s %s %d s%s; %d were reserved"
+                " (the catalogue's price): the ledger committed %d",
+                job.id,
+                charged,
+                p.model.value,
+                p.quality.value,
+                p.duration,
+                "" if p.motion.value == "normal" else f" {p.motion.value}",
+                job.cost,
+                charged,
+            )
         done = self._elapsed(job)
         last_pending = self._scheduler.checked(job.id)
         self._untrack(job.id, finished=True)
@@ -801,8 +823,15 @@ def explain(error: PixVerseError) -> str:
         return "PixVerse's content moderation refused the input: change the image or prompt."
     if isinstance(error, EffectUnavailable):
         if error.code == 500071:
-            return "This effect does not support 720p or 1080p: choose 360p or 540p."
-        return "This effect is not available on the bot's PixVerse account right now."
+            # Refused at submit, so nothing was charged at PixVerse and the job is refunded.
+            return (
+                "This effect has no 720p or 1080p version at PixVerse: choose 540p or lower "
+                "(360p or 540p) and try it again."
+            )
+        return (
+            "This effect is not available on the bot's PixVerse account right now "
+            "(not activated, or over the account's monthly effect limit)."
+        )
     if isinstance(error, InvalidInput):
         return f"PixVerse could not use the input file: {error.message}"
     if isinstance(error, InvalidParameters):
@@ -824,6 +853,16 @@ def _video_id(job: Job) -> int:
 def _key(job: Job) -> Key:
     p = job.params
     return (p.model.value, p.quality.value, p.duration)
+
+
+def _charged(result: VideoResult) -> int | None:
+    """The credits PixVerse says the job cost, when it says (docs/pixverse.md, "Credits").
+
+    A missing, zero or negative value is no report: a video is never free at PixVerse, so a
+    0 is far likelier an unfilled field than a price, and committing it would give the
+    member the video for nothing. The reservation is committed then."""
+    credits = result.credits
+    return credits if credits is not None and credits > 0 else None
 
 
 def _generation_seconds(result: VideoResult) -> float | None:

@@ -16,6 +16,8 @@ from bot.pixverse.errors import (
 )
 from bot.pixverse.models import (
     Balance,
+    EffectTemplate,
+    EffectTemplatePage,
     ExtendRequest,
     ImageToVideoRequest,
     TextToVideoRequest,
@@ -30,6 +32,8 @@ __all__ = [
     "Balance",
     "ConcurrencyLimit",
     "DownloadTooLarge",
+    "EffectTemplate",
+    "EffectTemplatePage",
     "EffectUnavailable",
     "ExtendRequest",
     "ImageToVideoRequest",

@@ -39,7 +39,12 @@ from bot.pixverse.errors import (
 )
 from bot.pixverse.hosts import pixverse_results
 from bot.pixverse.models import (
+    TEMPLATE_QUERY_PAGE,
+    TEMPLATE_QUERY_PAGE_SIZE,
+    TEMPLATE_QUERY_TYPE,
+    TEMPLATE_VIDEO_TYPE,
     Balance,
+    EffectTemplatePage,
     Envelope,
     ExtendRequest,
     GeneratedVideo,
@@ -143,6 +148,19 @@ class PixVerseClient:
 
         return await self._call("POST", "/media/upload", UploadedMedia, form=form, upload=True)
 
+    async def effect_templates(
+        self, *, page: int = 1, page_size: int = 100, template_type: int = TEMPLATE_VIDEO_TYPE
+    ) -> EffectTemplatePage:
+        """One page of PixVerse's effect templates (docs/pixverse.md, "Effects")."""
+        query = {
+            TEMPLATE_QUERY_TYPE: str(template_type),
+            TEMPLATE_QUERY_PAGE: str(page),
+            TEMPLATE_QUERY_PAGE_SIZE: str(page_size),
+        }
+        return await self._call(
+            "GET", "/video/effects/templates/list", EffectTemplatePage, query=query
+        )
+
     async def image_to_video(self, request: ImageToVideoRequest, *, trace_id: str) -> int:
         return await self._generate("/video/img/generate", request.body(), trace_id)
 
@@ -196,6 +214,7 @@ class PixVerseClient:
         model: type[ResponseT],
         *,
         json: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
         form: Callable[[], aiohttp.FormData] | None = None,
         trace_id: str | None = None,
         upload: bool = False,
@@ -212,7 +231,7 @@ class PixVerseClient:
             # A FormData body can be sent once only, so each attempt builds its own.
             data = form() if form is not None else None
             async with self._session.request(
-                method, url, headers=headers, json=json, data=data, timeout=timeout
+                method, url, headers=headers, json=json, data=data, params=query, timeout=timeout
             ) as response:
                 payload = await _read_json(response)
                 return _unwrap(response, payload, model)

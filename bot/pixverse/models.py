@@ -109,6 +109,85 @@ class VideoResult(_Response):
         return self.url if self.status == VideoStatus.DONE and self.url else None
 
 
+# The effect template list (GET /video/effects/templates/list) is documented only by a
+# third-party CLI: the query names below are its, and the answer's field names are not
+# published. These are the names seen for it (a reseller's wrapper of the list) and for its
+# sibling, PixVerse's own restyle list (``{total, data: [{restyle_id, name}]}``): every one is
+# accepted, and they live here only (docs/pixverse.md, "Effects").
+TEMPLATE_QUERY_TYPE = "type"  # 1: video templates (2: image templates)
+TEMPLATE_QUERY_PAGE = "page"  # from 1
+TEMPLATE_QUERY_PAGE_SIZE = "pageSize"  # 10, 20, 50 or 100
+TEMPLATE_VIDEO_TYPE = 1
+TEMPLATE_PAGE_SIZES = (10, 20, 50, 100)
+TEMPLATE_LIST_KEYS = ("data", "items", "list", "templates", "template_list")
+TEMPLATE_TOTAL_KEYS = ("total", "total_count", "count")
+TEMPLATE_ID_KEYS = ("template_id", "templateId", "id")
+TEMPLATE_NAME_KEYS = ("display_name", "name", "template_name", "title")
+
+
+def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+class EffectTemplate(_Response):
+    """One effect of PixVerse's template list: its id (sent as ``template_id``) and name."""
+
+    template_id: int
+    name: str
+
+
+class EffectTemplatePage(_Response):
+    """One page of the template list. Entries without a usable id or name are skipped (and
+    counted), not fatal: one odd entry must not hide every effect."""
+
+    templates: list[EffectTemplate] = Field(default_factory=list)
+    total: int | None = None
+    skipped: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_any_shape(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            entries: Any = data
+            total = None
+        elif isinstance(data, dict):
+            if "templates" in data and isinstance(data.get("skipped"), int):
+                return data  # already in our own shape
+            entries = _first(data, TEMPLATE_LIST_KEYS) or []
+            total = _first(data, TEMPLATE_TOTAL_KEYS)
+        else:
+            raise ValueError("the template list is neither an object nor a list")
+        if not isinstance(entries, list):
+            raise ValueError("the template list's entries are not a list")
+        templates: list[dict[str, Any]] = []
+        skipped = 0
+        for entry in entries:
+            template = _template(entry)
+            if template is None:
+                skipped += 1
+            else:
+                templates.append(template)
+        number = total if isinstance(total, int) and not isinstance(total, bool) else None
+        return {"templates": templates, "total": number, "skipped": skipped}
+
+
+def _template(entry: Any) -> dict[str, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    raw_id, name = _first(entry, TEMPLATE_ID_KEYS), _first(entry, TEMPLATE_NAME_KEYS)
+    if isinstance(raw_id, bool) or not isinstance(name, str) or not name.strip():
+        return None
+    if isinstance(raw_id, str) and raw_id.strip().isdigit():
+        raw_id = int(raw_id.strip())  # ids may come quoted (docs/pixverse.md, "Transport…")
+    if not isinstance(raw_id, int) or raw_id <= 0:
+        return None
+    return {"template_id": raw_id, "name": " ".join(name.split())}
+
+
 class _GenerateRequest(BaseModel):
     """Fields shared by every generate body (docs/pixverse.md, "Endpoints used")."""
 

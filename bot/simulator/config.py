@@ -11,11 +11,21 @@ from bot.pixverse.rules import Quality
 NO_HD: frozenset[Quality] = frozenset({Quality.P720, Quality.P1080})
 
 # The example template ids PixVerse's image-to-video docs quote ("kiss kiss", "Muscle Surge", the
-# docs' own example), activated by default so an operator can try /video effect at once.
+# docs' own example), activated by default so an operator can try /video effect at once, and
+# one of the simulator's own that refuses HD output (500071 at 720p/1080p).
+NO_HD_TEMPLATE_ID = 300000000000071
 DEFAULT_TEMPLATES: dict[int, frozenset[Quality]] = {
     315446315336768: frozenset(),
     308621408717184: frozenset(),
     302325299692608: frozenset(),
+    NO_HD_TEMPLATE_ID: NO_HD,
+}
+# Their names in the served template list; a template without one is listed as "Effect <id>".
+DEFAULT_TEMPLATE_NAMES: dict[int, str] = {
+    315446315336768: "Kiss kiss",
+    308621408717184: "Muscle Surge",
+    302325299692608: "Effect example",
+    NO_HD_TEMPLATE_ID: "Retro Flicker",
 }
 
 
@@ -41,6 +51,12 @@ class SimulatorConfig(BaseModel):
     activated_templates: dict[int, frozenset[Quality]] = Field(
         default_factory=lambda: dict(DEFAULT_TEMPLATES)
     )
+    # What the account is charged instead of the catalogue's price, keyed like the bot's
+    # CREDIT_COSTS ("v4.5/540p/5/normal"): PixVerse's real prices may differ from the
+    # catalogue, and the job's result reports what was charged (`credits`).
+    price_overrides: dict[str, int] = Field(default_factory=dict)
+    # Names of the activated templates in the template list (GET video/effects/templates/list).
+    template_names: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATE_NAMES))
     # Pad every served video to this many bytes (a trailing mp4 `free` box keeps it playable).
     video_size_bytes: int | None = Field(default=None, ge=0)
     # Scheme://host[:port] put in returned URLs; default: the host the client connected to.

@@ -8,7 +8,7 @@ Plain JSON (no PixVerse envelope), no API key: the simulator is a loopback test 
   "message"?}`` — queue a fault; ``DELETE /_sim/faults`` — clear them all
 - ``POST /_sim/config`` ``{"gen_time"?, "gen_time_range"?, "failure_rate"?, "max_concurrent"?,
   "video_size_bytes"?, "stale_get"?, "slot_release_after"?, "webhook_loss_rate"?,
-  "webhook_late_rate"?, "webhook_late_delay"?}`` — change behaviour from now on
+  "webhook_late_rate"?, "webhook_late_delay"?, "price_overrides"?}`` — change behaviour from now on
 - ``POST /_sim/jobs/{video_id}`` ``{"status": int}`` or ``{"finish": true}``
 - ``POST /_sim/balance`` ``{"credits": int}`` — the account's credits from now on (0: every
   generate answers 500090 until it is raised again)
@@ -38,6 +38,7 @@ _TUNABLE = frozenset(
         "webhook_loss_rate",
         "webhook_late_rate",
         "webhook_late_delay",
+        "price_overrides",
     }
 )
 

@@ -26,6 +26,7 @@ class Route(StrEnum):
     TEXT_GENERATE = "text_generate"
     EXTEND_GENERATE = "extend_generate"
     RESULT = "result"
+    EFFECT_TEMPLATES = "effect_templates"
     MEDIA = "media"  # the served files (finished videos and uploads)
 
 

@@ -15,6 +15,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from bot.pixverse.models import (
+    TEMPLATE_PAGE_SIZES,
+    TEMPLATE_QUERY_PAGE,
+    TEMPLATE_QUERY_PAGE_SIZE,
+    TEMPLATE_QUERY_TYPE,
+    TEMPLATE_VIDEO_TYPE,
+)
 from bot.pixverse.rules import IMAGE_MAX_BYTES, VIDEO_MAX_BYTES
 from bot.simulator.errors import (
     BAD_BINDING,
@@ -223,6 +230,37 @@ async def result(request: web.Request) -> web.Response:
         state.remember_result(key, trace, video_id, answer)
     request[RECORD].err_code = 0
     return json_body(answer)
+
+
+# -- effect templates ------------------------------------------------------------------
+
+
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise ApiError(BAD_BINDING, f"invalid binding request: {name} {raw!r} is not an integer")
+    return int(raw)
+
+
+async def effect_templates(request: web.Request) -> web.Response:
+    """The account's activated templates, a page at a time (docs/pixverse.md, "Effects"):
+    query ``type`` (1 video, 2 image), ``page`` from 1, ``pageSize`` 10/20/50/100; answered
+    as PixVerse's restyle list answers: ``{total, data: [{template_id, name, …}]}``."""
+    kind = _query_int(request, TEMPLATE_QUERY_TYPE, TEMPLATE_VIDEO_TYPE)
+    page = _query_int(request, TEMPLATE_QUERY_PAGE, 1)
+    size = _query_int(request, TEMPLATE_QUERY_PAGE_SIZE, 10)
+    if kind not in (1, 2):
+        raise ApiError(INVALID_PARAMETER, f"type must be 1 or 2, not {kind}")
+    if page < 1:
+        raise ApiError(INVALID_PARAMETER, f"page must be at least 1, not {page}")
+    if size not in TEMPLATE_PAGE_SIZES:
+        sizes = "/".join(map(str, TEMPLATE_PAGE_SIZES))
+        raise ApiError(INVALID_PARAMETER, f"pageSize must be one of {sizes}, not {size}")
+    templates = request.app[STATE].effect_templates(kind)
+    shown = templates[(page - 1) * size : page * size]
+    return ok(request, {"total": len(templates), "data": shown})
 
 
 # -- served files ----------------------------------------------------------------------

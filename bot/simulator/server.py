@@ -185,6 +185,11 @@ def create_app(state: SimState) -> web.Application:
         name=Route.EXTEND_GENERATE,
     )
     router.add_get(f"{API}/video/result/{{video_id}}", handlers.result, name=Route.RESULT)
+    router.add_get(
+        f"{API}/video/effects/templates/list",
+        handlers.effect_templates,
+        name=Route.EFFECT_TEMPLATES,
+    )
     router.add_get("/media/{name:.+}", handlers.media, name=Route.MEDIA)
     control.add_control_routes(app)
     return app

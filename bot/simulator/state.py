@@ -335,7 +335,9 @@ class SimState:
         """Check what needs the account, charge, and start a job; or raise ApiError."""
         ratio = self._source_ratio(key, params)
         self._check_template(params)
-        credits = credit_cost(params.combination)  # combination already checked
+        # The combination is already checked; the price is the catalogue's unless the
+        # account is set to charge another (``price_overrides``).
+        credits = credit_cost(params.combination, self.config.price_overrides)
         account = self.account(key)
         self.settle(account)
         if account.total < credits:
@@ -457,6 +459,22 @@ class SimState:
             raise ApiError(TEMPLATE_NOT_ACTIVATED, f"template {params.template_id} not activated")
         if params.quality in refused:
             raise ApiError(TEMPLATE_NO_HD, f"this effect does not support {params.quality.value}")
+
+    def effect_templates(self, kind: int) -> list[dict[str, Any]]:
+        """The activated templates as the template list shows them, in id order (all of
+        them are video templates: type 1)."""
+        if kind != 1:
+            return []
+        names = self.config.template_names
+        return [
+            {
+                "template_id": template_id,
+                "name": names.get(template_id, f"Effect {template_id}"),
+                "template_type": 1,
+                "qualities": [q.value for q in Quality if q not in refused],
+            }
+            for template_id, refused in sorted(self.config.activated_templates.items())
+        ]
 
     def job_for(self, key: str, video_id: int) -> Job:
         job = self.jobs.get(video_id)

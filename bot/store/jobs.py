@@ -23,7 +23,7 @@ from bot.pixverse.rules import (
     RuleViolation,
     credit_cost,
 )
-from bot.store import budget, cooldown, ledger
+from bot.store import budget, charges, cooldown, ledger
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
 from bot.store.db import Database, StorageUnavailable
@@ -346,6 +346,14 @@ class JobStore:
 
         return await self._db.read(read)
 
+    async def price_differences(
+        self, *, window: timedelta = timedelta(days=7), limit: int = 10
+    ) -> list[charges.PriceDifference]:
+        """Combinations PixVerse charged other than the catalogue's price, seen within
+        ``window`` (older ones were most likely corrected since), most jobs first."""
+        since = self._now() - window.total_seconds()
+        return await self._db.read(lambda conn: charges.recent(conn, since, limit=limit))
+
     # --- moving a job along -----------------------------------------------------------------
 
     async def transition(
@@ -403,10 +411,15 @@ class JobStore:
         result_url: str | None,
         *,
         pixverse_video_id: int | None = None,
+        charged: int | None = None,
         **fields: Any,
     ) -> bool:
         """Mark done and commit its credits, in one transaction; False if already final.
 
+        ``charged`` is what PixVerse reported the job cost, if it did: the ledger commits
+        that instead of the reservation, the job's ``cost`` becomes it (what its message
+        shows as spent), and a difference is counted in ``price_differences``. Only the
+        call that finishes the job does any of it, so nothing is committed twice.
         The job then waits for its result to reach Discord (``pending_deliveries``)."""
         if pixverse_video_id is not None:
             fields["pixverse_video_id"] = pixverse_video_id
@@ -416,14 +429,27 @@ class JobStore:
         sql = (
             "UPDATE jobs SET state = 'done', updated_at = ?, finished_at = ?,"
             f" delivery_since = ?{extra} WHERE id = ? AND state IN {ACTIVE_SQL}"
+            " RETURNING cost, params"
         )
         params = [now, now, now, *values, job_id]
 
         def finish(conn: sqlite3.Connection) -> bool:
-            if conn.execute(sql, params).rowcount != 1:
+            row = conn.execute(sql, params).fetchone()
+            if row is None:
                 return False
             conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
-            ledger.commit(conn, job_id, now)
+            ledger.commit(conn, job_id, now, charged=charged)
+            reserved = int(row["cost"])
+            if charged is not None and charged != reserved:
+                conn.execute("UPDATE jobs SET cost = ? WHERE id = ?", (charged, job_id))
+                charges.record(
+                    conn,
+                    JobParams.model_validate_json(row["params"]),
+                    reserved=reserved,
+                    charged=charged,
+                    job_id=job_id,
+                    now=now,
+                )
             return True
 
         return await self._db.write(finish)

@@ -13,6 +13,9 @@ The rules, in one place:
 * **Day** — UTC day number of the *commit* (clock.day_of). A job reserved at 23:59 and
   delivered at 00:01 counts on the new day; its reservation held credits the day before.
   Nothing runs at midnight: a new day simply has no ``member_days`` row yet.
+* **Actual cost** — when PixVerse reports what a job cost, the commit charges that instead
+  of the reservation (``commit``'s ``charged``); a charge above the reservation may take the
+  member's raw Left below zero for that day.
 * **reserve / commit / release** are idempotent per job (one ``ledger`` row per job, a
   state machine reserved → committed | released; committed → refunded). Release after
   commit and commit after release return False and change nothing.
@@ -249,8 +252,19 @@ def insert_reservation(
     return cursor.rowcount == 1
 
 
-def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
-    """Turn the job's reservation into usage on today's UTC day; False unless it was reserved."""
+def commit(
+    conn: sqlite3.Connection, job_id: int, now: float, *, charged: int | None = None
+) -> bool:
+    """Turn the job's reservation into usage on today's UTC day; False unless it was reserved.
+
+    ``charged`` is what PixVerse reported the job cost (``credits`` in its result), when it
+    did: that amount is committed instead of the reservation, everywhere the reservation
+    would have counted (usage, bonus, server and bot spend, week totals), and the ledger row
+    keeps the reservation in ``reserved_amount``. A charge above the reservation is committed
+    in full all the same (PixVerse took it): the member's usage may then pass their allowance
+    and bonus, so their raw Left goes below zero for that day (``MemberNumbers.raw_left``;
+    /quota shows 0) and the next job waits for the reset, as after a lowered allowance.
+    """
     day = day_of(now)
     row = conn.execute(
         "SELECT l.guild_id, l.user_id, l.amount, l.base_allowance, l.state,"
@@ -264,7 +278,8 @@ def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
     ).fetchone()
     if row is None or row[4] != "reserved":
         return False
-    guild_id, user_id, amount, base, _, override, bonus, used = tuple(row)
+    guild_id, user_id, reserved, base, _, override, bonus, used = tuple(row)
+    amount = reserved if charged is None else charged
     # The own value is read now (a moderator may have changed it); roles are only known
     # when the member acts, so the role/default part is the one seen at reserve time.
     allowance = override if override is not None else base
@@ -273,8 +288,8 @@ def commit(conn: sqlite3.Connection, job_id: int, now: float) -> bool:
     to_allowance = amount - from_bonus  # whatever neither covers still counts as usage
     conn.execute(
         "UPDATE ledger SET state = 'committed', committed_at = ?, committed_day = ?,"
-        " from_bonus = ? WHERE job_id = ?",
-        (now, day, from_bonus, job_id),
+        " from_bonus = ?, amount = ?, reserved_amount = ? WHERE job_id = ?",
+        (now, day, from_bonus, amount, reserved if amount != reserved else None, job_id),
     )
     _add_usage(conn, guild_id, user_id, day, to_allowance)
     _add_week_spend(conn, guild_id, user_id, day, amount, 1)

@@ -259,7 +259,34 @@ CREATE TABLE moderation_strikes (
 CREATE INDEX ix_strikes_member_day ON moderation_strikes (guild_id, user_id, day, created_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# 10: what PixVerse actually charged (issue 10, item 2).
+# * ledger.reserved_amount: when PixVerse reports a job's price (``credits`` in the result) and
+#   it differs from the reservation, the commit charges the reported amount: ``amount`` then
+#   holds what was committed and this column the reservation it replaced (NULL: the same).
+# * price_differences: one row per combination PixVerse charged other than the catalogue said
+#   (model, quality, duration, a variant such as fast motion, the reserved and the charged
+#   amount), with how many jobs and when: /status shows the recent ones to admins, so the
+#   operator corrects the price.
+_V10 = """
+ALTER TABLE ledger ADD COLUMN reserved_amount INTEGER;
+
+CREATE TABLE price_differences (
+    model       TEXT NOT NULL,
+    quality     TEXT NOT NULL,
+    duration    INTEGER NOT NULL,
+    variant     TEXT NOT NULL DEFAULT '',
+    reserved    INTEGER NOT NULL,
+    charged     INTEGER NOT NULL,
+    jobs        INTEGER NOT NULL DEFAULT 0 CHECK (jobs >= 0),
+    first_at    REAL NOT NULL,
+    last_at     REAL NOT NULL,
+    last_job_id INTEGER,
+    PRIMARY KEY (model, quality, duration, variant, reserved, charged)
+) WITHOUT ROWID;
+CREATE INDEX ix_price_differences_last ON price_differences (last_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 
 
 class SchemaTooNew(RuntimeError):
