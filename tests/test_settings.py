@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.settings import Settings, SettingsProblem, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_defaults_match_readme() -> None:
     assert settings.pixverse_base_url == "https://app-api.pixverse.ai"
     assert settings.database_path == Path("data/bot.sqlite3")
     assert settings.dev_guild_id is None
-    assert settings.default_model is Model.V4_5
+    assert settings.default_model == "v4.5"  # the shipped catalogue's default_model
     assert settings.default_quality is Quality.P540
     assert settings.default_duration == 5
     assert settings.daily_credits == 150

@@ -609,7 +609,7 @@ def _video_id(job: Job) -> int:
 
 def _key(job: Job) -> Key:
     p = job.params
-    return (p.model.value, p.quality.value, p.duration)
+    return (p.model, p.quality.value, p.duration)
 
 
 def _generation_seconds(result: VideoResult) -> float | None:
