@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 StyleChoice = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
 Seed = app_commands.Range[int, 0, SEED_MAX]
 ATTACHMENT_TIMEOUT = 60.0  # seconds for one attachment download
-CATALOGUE_OPTIONS = ("prompt", "negative_prompt", "model", "quality", "duration", "motion")
+DISCORD_STRING_MAX = 6000  # the longest string option Discord offers (max_length)
 
 _OPTION_HELP = {
     "prompt": "What should happen in the video",
@@ -68,7 +68,11 @@ def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: C
         else f"What should happen in the video ({lengths[0]}–{lengths[-1]} characters by model)"
     )
     changes: dict[str, dict[str, Any]] = {
-        "prompt": {"min_value": 1, "max_value": catalogue.prompt_max, "description": prompt_help},
+        "prompt": {
+            "min_value": 1,
+            "max_value": min(catalogue.prompt_max, DISCORD_STRING_MAX),
+            "description": prompt_help,
+        },
         "negative_prompt": {"min_value": 0, "max_value": catalogue.negative_prompt_max},
         "model": {"choices": [app_commands.Choice(name=n, value=n) for n in catalogue.names]},
         "quality": {

@@ -50,7 +50,7 @@ from bot.pixverse import (
 )
 from bot.store import Store
 from bot.store.db import StorageUnavailable
-from bot.store.models import AuditNote, Job, JobInput, JobSource, JobState
+from bot.store.models import AuditNote, Job, JobInput, JobParams, JobSource, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +90,23 @@ class _Generating:
 
 class JobFailure(Exception):
     """A job cannot finish; the message is shown to the member, the credits go back."""
+
+
+def request_fields(params: JobParams) -> dict[str, Any]:
+    """The generate body's fields every kind of job shares, from the member's options."""
+    return {
+        "prompt": params.prompt,
+        "model": params.model,
+        "duration": params.duration,
+        "quality": params.quality,
+        "negative_prompt": params.negative_prompt,
+        # v5 and later have no motion_mode; "normal" is the default, so it is left out too
+        # (docs/pixverse.md, "Endpoints used").
+        "motion_mode": params.motion if params.motion.value != "normal" else None,
+        "seed": params.seed,
+        "style": params.style,
+        "template_id": params.template_id,
+    }
 
 
 class JobRunner:
@@ -316,19 +333,7 @@ class JobRunner:
 
     async def _generate_call(self, job: Job, trace_id: str) -> Callable[[], Awaitable[int]]:
         params = job.params
-        common: dict[str, Any] = {
-            "prompt": params.prompt,
-            "model": params.model,
-            "duration": params.duration,
-            "quality": params.quality,
-            "negative_prompt": params.negative_prompt,
-            # v5 has no motion_mode; "normal" is the default, so it is left out too
-            # (docs/pixverse.md, "Endpoints used").
-            "motion_mode": params.motion if params.motion.value != "normal" else None,
-            "seed": params.seed,
-            "style": params.style,
-            "template_id": params.template_id,
-        }
+        common = request_fields(params)
         if params.source is JobSource.IMAGE:
             if job.pixverse_img_id is None:
                 raise JobFailure("The image never reached PixVerse.")
