@@ -453,3 +453,16 @@ def test_the_command_line_checks_a_file_and_prints_its_table(tmp_path):
     )
     assert broken.returncode == 2
     assert broken.stderr.count("\n") == 1 and "must not be negative" in broken.stderr
+
+
+# --- the standalone simulator ----------------------------------------------------------------
+
+
+def test_the_standalone_simulator_takes_a_catalogue_file(tmp_path):
+    from bot.simulator.__main__ import build_config, main, parse_args
+
+    path = write(tmp_path, VALID)
+    assert build_config(parse_args(["--catalogue", str(path)])).catalogue.names == ("m1", "m2")
+    assert build_config(parse_args([])).catalogue is SHIPPED
+    broken = write(tmp_path, VALID.replace("per_seconds = 5", "per_seconds = -5"))
+    assert main(["--catalogue", str(broken), "--port", "0"]) == 2
