@@ -148,11 +148,12 @@ class Settings(BaseSettings):
                 f"{self.default_quality.value} for {self.default_duration} s: {exc}"
             ) from None
         accepted = {cost_key(combo) for combo in catalogue.combinations()}
+        example = cost_key(next(catalogue.combinations()))
         for key in self.credit_costs:
             if key not in accepted:
                 raise ValueError(
                     f"CREDIT_COSTS is invalid: {key!r} is no combination {catalogue.source} "
-                    "accepts (keys are model/quality/duration/motion, e.g. v4.5/540p/5/normal)"
+                    f"accepts (keys are model/quality/duration/motion, e.g. {example})"
                 )
         return self
 
