@@ -31,13 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.store import JobParams, Limits, NewJob, Store
 
 GUILD = 1
 MEMBERS = 1_000
 DAILY = 1_000_000_000  # nobody runs out: the benchmark measures the path, not refusals
-PARAMS = JobParams(prompt="a cat surfing", model=Model.V4_5, quality=Quality.P540, duration=5)
+PARAMS = JobParams(prompt="a cat surfing", model="v4.5", quality=Quality.P540, duration=5)
 
 
 async def cycle(store: Store, member: int) -> None:

@@ -34,7 +34,7 @@ It prints the jobs, members, faults injected by kind (and how many struck), rest
 elapsed time and ``violations: N`` followed by each; the exit code is 1 when N > 0.
 
     .venv/bin/python bench/soak.py [--jobs 300] [--members 40] [--restarts 5] [--seed 1]
-                                   [--duration 900] [--no-webhooks] [--bad-media] [--keep]
+                                   [--duration 900] [--no-webhooks] [--no-bad-media] [--keep]
 
 The seed fixes the plan (who sends what, which faults, when the kills come); timing on a
 busy machine still varies a run. With violations the work folder (database, ``bot.log``
@@ -157,9 +157,9 @@ class Plan:
     # PixVerse's signed result webhooks, a share of them lost (polling is the fallback).
     webhooks: bool = True
     webhook_loss_rate: float = 0.25
-    # Also let the result URL answer 200 with a body that is not a video (off by default:
-    # the bot attaches such a body today; see the report of issue 9, item 5).
-    bad_media: bool = False
+    # Also let the result URL answer 200 with a body that is not a video, or half a video: the
+    # bot checks the file's structure before attaching it (bot/jobs/mp4.py).
+    bad_media: bool = True
     keep: bool = False  # keep the work folder (database, bot logs) even without violations
 
 
@@ -506,10 +506,12 @@ class Soak:
             kind, label, extra = "hang", "hang", {"seconds": round(rng.uniform(1.0, 8.0), 1)}
         elif route != "media":
             kind, label, extra = "err_code", "500069 high load", {"err_code": 500069}
-        elif self.plan.bad_media:
+        elif self.plan.bad_media and rng.random() < 0.5:
             # The API's envelope in a 200 answer from the CDN: a body that is not a video.
             kind, label = "err_code", "result URL answers 200 with a non-video body"
             extra = {"err_code": 500069}
+        elif self.plan.bad_media:
+            kind, label, extra = "truncate", "result URL serves half the video", {}
         else:
             kind, label, extra = "http_500", "5xx", {}
         count = 1 if kind in ("drop", "hang") else rng.randint(1, 2)
@@ -991,9 +993,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-webhooks", action="store_true", help="no PixVerse webhooks: polling alone"
     )
     parser.add_argument(
-        "--bad-media",
+        "--no-bad-media",
         action="store_true",
-        help="also make result URLs answer 200 with a body that is not a video",
+        help="never make result URLs answer 200 with a body that is not a whole video",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     return parser.parse_args(argv)
@@ -1016,7 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
         drain=min(240.0, args.duration / 3),
         keep=args.keep,
         webhooks=not args.no_webhooks,
-        bad_media=args.bad_media,
+        bad_media=not args.no_bad_media,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  … %(message)s"))

@@ -53,15 +53,8 @@ sys.path.insert(0, str(TESTS))
 
 from fakediscord import FakeDiscord, FakeDiscordError, child_env, permissions  # noqa: E402
 
-from bot.pixverse.rules import (  # noqa: E402
-    DURATIONS,
-    Combination,
-    Model,
-    Motion,
-    Quality,
-    RuleViolation,
-    credit_cost,
-)
+from bot.pixverse.catalogue import shipped_catalogue  # noqa: E402
+from bot.pixverse.rules import Motion, Quality  # noqa: E402
 from bot.store import Limits, Store  # noqa: E402
 from bot.store.clock import day_of  # noqa: E402
 from bot.store.migrations import MIGRATIONS, migrate  # noqa: E402
@@ -109,24 +102,21 @@ def _combinations() -> list[tuple[str, int]]:
     """(params JSON, cost) for a spread of prompts and every combination PixVerse accepts."""
     rng = random.Random(7)
     out = []
-    for model in Model:
-        for quality in Quality:
-            for duration in DURATIONS:
-                combo = Combination(model, quality, duration, Motion.NORMAL)
-                try:
-                    cost = credit_cost(combo)
-                except RuleViolation:
-                    continue
-                for _ in range(12):
-                    prompt = f"{rng.choice(WORDS)} #{rng.randrange(10_000)}"
-                    params = JobParams(
-                        prompt=prompt,
-                        model=model,
-                        quality=quality,
-                        duration=duration,
-                        seed=rng.randrange(2**31),
-                    )
-                    out.append((params.model_dump_json(), cost))
+    catalogue = shipped_catalogue()
+    for combo in catalogue.combinations():
+        if combo.motion is not Motion.NORMAL:
+            continue
+        cost = catalogue.price(combo)
+        for _ in range(12):
+            prompt = f"{rng.choice(WORDS)} #{rng.randrange(10_000)}"
+            params = JobParams(
+                prompt=prompt,
+                model=combo.model,
+                quality=combo.quality,
+                duration=combo.duration,
+                seed=rng.randrange(2**31),
+            )
+            out.append((params.model_dump_json(), cost))
     # The usual choices (the defaults) dominate, as they do in real use.
     default = [p for p in out if '"v4.5"' in p[0] and '"540p"' in p[0] and '"duration":5' in p[0]]
     return out + default * 20
@@ -256,9 +246,7 @@ def build_database(path: Path, world: World, *, jobs: int, members: int) -> dict
     # A handful of unfinished jobs: waiting to retry after PixVerse's concurrency limit, so
     # the runner resumes them at start without sending anything anywhere.
     rng = random.Random(3)
-    params = JobParams(
-        prompt="waiting for a slot", model=Model.V4_5, quality=Quality.P540, duration=5
-    )
+    params = JobParams(prompt="waiting for a slot", model="v4.5", quality=Quality.P540, duration=5)
     unfinished = 6
     for offset in range(unfinished):
         user = MEMBER_BASE + rng.randrange(members)

@@ -145,6 +145,7 @@ class PixBot(commands.Bot):
                 command_cooldown_seconds=self.settings.command_cooldown_seconds,
             ),
             cost_overrides=self.settings.credit_costs,
+            catalogue=self.settings.catalogue,
             # login() has fetched the bot's user: the author of the blocks strikes make.
             bot_user_id=self.user.id if self.user else 0,
         )
@@ -205,8 +206,12 @@ class PixBot(commands.Bot):
             return self.settings.pixverse_base_url, self.settings.pixverse_key
         from bot.simulator import Simulator, SimulatorConfig
 
-        # The embedded simulator takes any non-empty key, so none is configured or sent.
-        self.simulator = Simulator(self._simulator_config or SimulatorConfig(api_key=None))
+        # The embedded simulator takes any non-empty key, so none is configured or sent; it
+        # checks and prices jobs with the bot's own catalogue unless given another.
+        config = self._simulator_config or SimulatorConfig(api_key=None)
+        if config.catalogue is None:
+            config = config.model_copy(update={"catalogue": self.settings.catalogue})
+        self.simulator = Simulator(config)
         await self.simulator.start(host="127.0.0.1", port=0)
         log.info("Simulating PixVerse at %s: no credits are spent", self.simulator.base_url)
         return self.simulator.base_url, "simulated"

@@ -6,10 +6,18 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from bot.pixverse.rules import DURATIONS, Model, Quality
+from bot.pixverse.catalogue import Catalogue, CatalogueError, load_catalogue
+from bot.pixverse.rules import Combination, Quality, RuleViolation, cost_key
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -32,9 +40,12 @@ class Settings(BaseSettings):
     pixverse_base_url: str = "https://app-api.pixverse.ai"
     database_path: Path = Path("data/bot.sqlite3")
     dev_guild_id: int | None = Field(default=None, gt=0)
-    default_model: Model = Model.V4_5
+    # The model catalogue (bot/pixverse/catalogue.py): a TOML file replacing the shipped one.
+    pixverse_catalogue: Path | None = None
+    # A model of the catalogue; unset: the catalogue's default_model (v4.5 as shipped).
+    default_model: str | None = None
     default_quality: Quality = Quality.P540
-    default_duration: int = 5
+    default_duration: int = Field(default=5, ge=1)
     daily_credits: int = Field(default=150, ge=0)
     # The account's concurrency: whatever the PixVerse plan allows.
     max_active_jobs: int = Field(default=5, ge=1, le=100_000)
@@ -45,8 +56,7 @@ class Settings(BaseSettings):
     # PixVerse must reach the webhook port from outside, hence all interfaces by default.
     webhook_host: str = "0.0.0.0"  # noqa: S104
     pixverse_effects: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    # Operator overrides of the prices in docs/pixverse.md, "Credits", keyed
-    # "model/quality/duration/motion".
+    # Operator overrides of the catalogue's prices, keyed "model/quality/duration/motion".
     credit_costs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     log_level: str = "INFO"
     # Protecting the operator's PixVerse account and wallet (issue 9): the bot's own daily
@@ -59,19 +69,14 @@ class Settings(BaseSettings):
     # Not environment variables: set from the command line by `python -m bot`.
     simulate: bool = Field(default=False, exclude=True)
 
+    _catalogue: Catalogue = PrivateAttr()
+
     @field_validator("pixverse_base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
-
-    @field_validator("default_duration")
-    @classmethod
-    def _check_duration(cls, value: int) -> int:
-        if value not in DURATIONS:
-            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))}")
-        return value
 
     @field_validator("log_level")
     @classmethod
@@ -110,6 +115,58 @@ class Settings(BaseSettings):
             given = "PIXVERSE_WEBHOOK_SECRET" if missing == "WEBHOOK_PORT" else "WEBHOOK_PORT"
             raise ValueError(f"{missing} is required when {given} is set")
         return self
+
+    @model_validator(mode="after")
+    def _load_catalogue(self) -> Settings:
+        """Read the catalogue, then check the defaults and price overrides against it: a
+        problem stops the start with one line naming the file and the entry."""
+        try:
+            catalogue = load_catalogue(self.pixverse_catalogue)
+        except CatalogueError as exc:
+            raise ValueError(f"PIXVERSE_CATALOGUE is invalid: {exc}") from None
+        self._catalogue = catalogue
+        if self.default_model is None:
+            self.default_model = catalogue.default
+        spec = catalogue.models.get(self.default_model)
+        if spec is None:
+            raise ValueError(
+                f"DEFAULT_MODEL is invalid: {self.default_model!r} is not in {catalogue.source}: "
+                f"choose one of {', '.join(catalogue.names)}"
+            )
+        default = Combination(self.default_model, self.default_quality, self.default_duration)
+        try:
+            catalogue.check(default)
+        except RuleViolation as exc:
+            if self.default_duration not in spec.durations.values:
+                named = "DEFAULT_DURATION is invalid"
+            elif self.default_quality not in spec.qualities:
+                named = "DEFAULT_QUALITY is invalid"
+            else:
+                named = "DEFAULT_MODEL, DEFAULT_QUALITY and DEFAULT_DURATION do not go together"
+            raise ValueError(
+                f"{named}: {catalogue.source} refuses {self.default_model} at "
+                f"{self.default_quality.value} for {self.default_duration} s: {exc}"
+            ) from None
+        accepted = {cost_key(combo) for combo in catalogue.combinations()}
+        example = cost_key(next(catalogue.combinations()))
+        for key in self.credit_costs:
+            if key not in accepted:
+                raise ValueError(
+                    f"CREDIT_COSTS is invalid: {key!r} is no combination {catalogue.source} "
+                    f"accepts (keys are model/quality/duration/motion, e.g. {example})"
+                )
+        return self
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The model catalogue this bot offers, checked with the settings."""
+        return self._catalogue
+
+    @property
+    def default_model_name(self) -> str:
+        """DEFAULT_MODEL, or the catalogue's default when it is unset."""
+        assert self.default_model is not None  # filled in by _load_catalogue
+        return self.default_model
 
     @property
     def pixverse_key(self) -> str:

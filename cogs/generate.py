@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -19,8 +20,9 @@ from bot.jobs.media import (
     prepare_video,
 )
 from bot.jobs.options import Defaults, build_options
+from bot.pixverse.catalogue import Catalogue
 from bot.pixverse.hosts import DownloadFailed, DownloadRefused, discord_attachments, fetch
-from bot.pixverse.rules import IMAGE_MAX_BYTES, PROMPT_MAX, SEED_MAX, VIDEO_MAX_BYTES
+from bot.pixverse.rules import IMAGE_MAX_BYTES, SEED_MAX, VIDEO_MAX_BYTES
 from bot.service import NotUsable, usable_source
 from bot.store.models import Job, JobInput, JobKind, JobParams, JobSource
 from bot.tree import guarded_autocomplete
@@ -30,45 +32,95 @@ from bot.ui.render import prompt_start
 if TYPE_CHECKING:
     from bot.app import PixBot
 
-ModelChoice = Literal["v3.5", "v4", "v4.5", "v5"]
-QualityChoice = Literal["360p", "540p", "720p", "1080p"]
-DurationChoice = Literal[5, 8]
-MotionChoice = Literal["normal", "fast"]
+# The model, quality, motion and duration options, and the prompts' lengths, come from the
+# model catalogue when the cog loads (``catalogue_options``): plain types here, so a changed
+# catalogue changes the command definitions (and the hash-based sync sends them again).
 StyleChoice = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
-Prompt = app_commands.Range[str, 1, PROMPT_MAX]
-NegativePrompt = app_commands.Range[str, 0, PROMPT_MAX]
 Seed = app_commands.Range[int, 0, SEED_MAX]
 ATTACHMENT_TIMEOUT = 60.0  # seconds for one attachment download
 EFFECT_LIST_WAIT = 1.0  # seconds a command waits for PixVerse's effect list when none is known
+DISCORD_STRING_MAX = 6000  # the longest string option Discord offers (max_length)
 
 _OPTION_HELP = {
-    "prompt": "What should happen in the video (up to 2048 characters)",
+    "prompt": "What should happen in the video",
     "negative_prompt": "What the video should avoid",
-    "model": "PixVerse model (v5 has no fast motion)",
-    "quality": "Resolution; 1080p supports 5 s only",
-    "duration": "Length in seconds; 8 s needs normal motion and at most 720p (v5: any)",
-    "motion": "Motion mode; fast supports 5 s only",
-    "style": "Visual style (only effective on v3.5)",
+    "model": "PixVerse model; each has its own durations, qualities and motion",
+    "quality": "Resolution; some models make 1080p at short durations only",
+    "duration": "Length in seconds; the model decides which lengths it makes",
+    "motion": "Motion mode; fast is offered by some models, at short durations",
+    "style": "Visual style (only effective on the models that have styles)",
     "seed": "Seed for a repeatable result (0–2147483647); random when left out",
     "effect": "A PixVerse effect: start typing to pick one",
 }
 
 
+def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: Catalogue) -> None:
+    """Give ``command``'s model, quality, motion and duration options the catalogue's choices
+    and ranges, and its prompts the longest length any model takes.
+
+    discord.py copies a cog's commands per instance but shares their parameter objects, so
+    each is replaced, never changed in place (another bot in the same process may hold a
+    different catalogue)."""
+    params = command._params
+    low, high = catalogue.duration_bounds
+    lengths = sorted({spec.prompt_max for spec in catalogue.models.values()})
+    prompt_help = (
+        f"What should happen in the video (up to {lengths[0]} characters)"
+        if len(lengths) == 1
+        else f"What should happen in the video ({lengths[0]}–{lengths[-1]} characters by model)"
+    )
+    changes: dict[str, dict[str, Any]] = {
+        "prompt": {
+            "min_value": 1,
+            "max_value": min(catalogue.prompt_max, DISCORD_STRING_MAX),
+            "description": prompt_help,
+        },
+        "negative_prompt": {"min_value": 0, "max_value": catalogue.negative_prompt_max},
+        "model": {"choices": [app_commands.Choice(name=n, value=n) for n in catalogue.names]},
+        "quality": {
+            "choices": [
+                app_commands.Choice(name=q.value, value=q.value) for q in catalogue.qualities
+            ]
+        },
+        "motion": {
+            "choices": [
+                app_commands.Choice(name=m.value, value=m.value) for m in catalogue.motion_modes
+            ]
+        },
+        "duration": {
+            "min_value": low,
+            "max_value": high,
+            "description": f"Length in seconds ({low}–{high}); the model decides which it makes",
+        },
+    }
+    for name, change in changes.items():
+        params[name] = dataclasses.replace(params[name], **change)
+
+
 class Generate(commands.Cog):
     def __init__(self, bot: PixBot) -> None:
         self.bot = bot
+        # Before the cog is added (and the tree synced): the catalogue's choices.
+        for command in (self.video, self.extend):
+            catalogue_options(command, bot.settings.catalogue)
 
     async def _params(self, source: JobSource, **options: Any) -> JobParams:
         settings = self.bot.settings
         defaults = Defaults(
-            settings.default_model, settings.default_quality, settings.default_duration
+            settings.default_model_name, settings.default_quality, settings.default_duration
         )
         effects = EffectList()
         if options.get("effect"):
             # Usually at hand: the member picked the effect from the list the autocomplete
             # just read. The wait is short so the command still answers within 3 s.
             effects = await self.bot.effects.current(wait=EFFECT_LIST_WAIT)
-        return build_options(defaults=defaults, effects=effects, source=source, **options)
+        return build_options(
+            catalogue=settings.catalogue,
+            defaults=defaults,
+            effects=effects,
+            source=source,
+            **options,
+        )
 
     @app_commands.command(name="video", description="Animate an image into a video")
     @app_commands.guild_only()
@@ -77,12 +129,12 @@ class Generate(commands.Cog):
         self,
         interaction: discord.Interaction[PixBot],
         image: discord.Attachment,
-        prompt: Prompt,
-        negative_prompt: NegativePrompt | None = None,
-        model: ModelChoice | None = None,
-        quality: QualityChoice | None = None,
-        duration: DurationChoice | None = None,
-        motion: MotionChoice | None = None,
+        prompt: str,
+        negative_prompt: str | None = None,
+        model: str | None = None,
+        quality: str | None = None,
+        duration: int | None = None,
+        motion: str | None = None,
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,
@@ -125,14 +177,14 @@ class Generate(commands.Cog):
     async def extend(
         self,
         interaction: discord.Interaction[PixBot],
-        prompt: Prompt,
+        prompt: str,
         video: discord.Attachment | None = None,
         job: app_commands.Range[int, 1] | None = None,
-        negative_prompt: NegativePrompt | None = None,
-        model: ModelChoice | None = None,
-        quality: QualityChoice | None = None,
-        duration: DurationChoice | None = None,
-        motion: MotionChoice | None = None,
+        negative_prompt: str | None = None,
+        model: str | None = None,
+        quality: str | None = None,
+        duration: int | None = None,
+        motion: str | None = None,
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserFacingError, require_guild, require_manage_server
+from bot.pixverse.rules import Combination
 from bot.store.models import AuditEntry, QuotaView, ServerView
 
 if TYPE_CHECKING:
@@ -29,7 +30,24 @@ def _when(moment: datetime) -> str:
     return f"<t:{stamp}:t> (<t:{stamp}:R>)"
 
 
-def quota_embed(view: QuotaView, *, title: str, for_admin: bool = False) -> discord.Embed:
+def prices_text(bot: PixBot) -> str:
+    """What a video costs, from the model catalogue: the defaults' price and the cheapest."""
+    settings, jobs = bot.settings, bot.store.jobs
+    params_price = jobs.combination_price(
+        Combination(
+            settings.default_model_name, settings.default_quality, settings.default_duration
+        )
+    )
+    return (
+        f"{params_price} with the defaults ({settings.default_model_name} · "
+        f"{settings.default_quality.value} · {settings.default_duration} s); "
+        f"from {jobs.cheapest} for the shortest, lowest-quality video"
+    )
+
+
+def quota_embed(
+    view: QuotaView, *, title: str, for_admin: bool = False, prices: str | None = None
+) -> discord.Embed:
     source = _SOURCE[view.allowance_source]
     if for_admin:
         source = {"own": "own value", "role": "from roles", "default": "DAILY_CREDITS"}[
@@ -50,6 +68,8 @@ def quota_embed(view: QuotaView, *, title: str, for_admin: bool = False) -> disc
             value=f"{view.server_left} of {view.server_cap} left for the whole server",
         )
     embed.add_field(name="Resets", value=_when(view.resets_at), inline=False)
+    if prices is not None:
+        embed.add_field(name="A video costs", value=prices, inline=False)
     if view.blocked:
         reason = f": {view.block_reason}" if view.block_reason else ""
         embed.add_field(name="Blocked", value=f"Cannot start jobs{reason}", inline=False)
@@ -101,7 +121,8 @@ class Quota(commands.Cog):
             role_ids=_role_ids(interaction.user),
         )
         await interaction.response.send_message(
-            embed=quota_embed(view, title="Your credits"), ephemeral=True
+            embed=quota_embed(view, title="Your credits", prices=prices_text(self.bot)),
+            ephemeral=True,
         )
 
 

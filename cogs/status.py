@@ -53,7 +53,7 @@ class Status(commands.Cog):
             value=f"{self.bot.runner.active} of {settings.max_active_jobs}",
         )
         key = (
-            settings.default_model.value,
+            settings.default_model_name,
             settings.default_quality.value,
             settings.default_duration,
         )

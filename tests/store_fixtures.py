@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.store import Job, JobInput, JobParams, Limits, NewJob, ServerView, Store, ledger
 from bot.store.admin import server_view
 from bot.store.clock import to_ts
@@ -53,7 +53,7 @@ async def open_store(
 
 def params(duration: int = 5, quality: Quality = Quality.P540, prompt: str = "a cat") -> JobParams:
     """540p 5 s costs 45 credits, 540p 8 s costs 90 (docs/pixverse.md, "Credits")."""
-    return JobParams(prompt=prompt, model=Model.V4_5, quality=quality, duration=duration)
+    return JobParams(prompt=prompt, model="v4.5", quality=quality, duration=duration)
 
 
 def new_job(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import png_bytes, status_text
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.simulator.media import sample_video
 from bot.store.models import JobKind, JobParams, JobState, NewJob
 
@@ -131,7 +131,7 @@ async def test_extend_job_of_another_server_is_refused(world):
             guild_id=elsewhere.id,
             channel_id=world.fake.add_channel(elsewhere, "general").id,
             user_id=world.member.id,
-            params=JobParams(prompt="far away", model=Model.V4_5, quality=Quality.P540, duration=5),
+            params=JobParams(prompt="far away", model="v4.5", quality=Quality.P540, duration=5),
         )
     )
     await bot.store.jobs.finish_done(job.id, "https://example.invalid/v.mp4", pixverse_video_id=7)

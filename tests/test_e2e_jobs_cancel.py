@@ -10,7 +10,7 @@ from typing import Any
 from conftest import FAST_RUNNER, status_text
 from store_fixtures import with_limits
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.simulator import SimulatorConfig
 from bot.store.models import JobParams, JobState, NewJob
 
@@ -112,7 +112,7 @@ async def test_jobs_paginates_ten_per_page(world):
     ids = []
     for n in range(1, 13):
         params = JobParams(
-            prompt=f"prompt number {n}", model=Model.V4_5, quality=Quality.P540, duration=5
+            prompt=f"prompt number {n}", model="v4.5", quality=Quality.P540, duration=5
         )
         roomy = with_limits(bot.store, max_jobs_per_user=100, daily_credits=10_000)
         job = await roomy.jobs.create(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fakediscord import permissions
@@ -463,3 +464,30 @@ async def test_video_without_enough_credits_is_refused_with_the_numbers(world):
     await admin(world, "set", user=world.member, daily=40)
     await assert_video_refused(world, "costs 45 credits", "you have 40 left")
     assert "**40** credits left" in reply_text(await quota(world))
+
+
+SHIPPED_CATALOGUE = Path(__file__).resolve().parents[1] / "bot" / "pixverse" / "catalogue.toml"
+
+
+def dearer_catalogue(folder: Path) -> Path:
+    """The shipped catalogue with v6 dearer at 360p and 540p, and c1 at 360p."""
+    text = SHIPPED_CATALOGUE.read_text(encoding="utf-8")
+    for old, new in [('"540p" = 7\n', '"540p" = 70\n'), ('"360p" = 5\n', '"360p" = 50\n')]:
+        text = text.replace(old, new)
+    path = folder / "dearer.toml"
+    path.write_text(text.replace('"360p" = 6\n', '"360p" = 60\n'), encoding="utf-8")
+    return path
+
+
+async def test_quota_shows_what_a_video_costs_from_the_catalogue(world, tmp_path):
+    await world.start_bot()
+    shown = fields(await quota(world))
+    assert shown["A video costs"] == (
+        "45 with the defaults (v4.5 · 540p · 5 s); from 5 for the shortest, lowest-quality video"
+    )
+    await world.stop_bot()
+    # Another catalogue, other prices: the same text follows it.
+    dearer = dearer_catalogue(tmp_path)
+    await world.start_bot(pixverse_catalogue=dearer, default_model="v6", default_duration=2)
+    shown = fields(await quota(world))
+    assert shown["A video costs"].startswith("140 with the defaults (v6 · 540p · 2 s); from 8 ")

@@ -67,9 +67,20 @@ async def test_video_options_have_the_interface_names_types_and_choices(world):
     }
     required = {name for name, option in options.items() if option.get("required")}
     assert required == {"image", "prompt"}
-    assert choice_values(options["model"]) == ["v3.5", "v4", "v4.5", "v5"]
+    # From the shipped model catalogue: every model, and durations across all of them.
+    assert choice_values(options["model"]) == [
+        "v3.5",
+        "v4",
+        "v4.5",
+        "v5",
+        "v5.5",
+        "v5.6",
+        "v6",
+        "c1",
+    ]
     assert choice_values(options["quality"]) == ["360p", "540p", "720p", "1080p"]
-    assert choice_values(options["duration"]) == [5, 8]
+    assert "choices" not in options["duration"] or not options["duration"]["choices"]
+    assert (options["duration"]["min_value"], options["duration"]["max_value"]) == (1, 15)
     assert choice_values(options["motion"]) == ["normal", "fast"]
     assert choice_values(options["style"]) == [
         "anime",
@@ -78,7 +89,8 @@ async def test_video_options_have_the_interface_names_types_and_choices(world):
         "comic",
         "cyberpunk",
     ]
-    assert (options["prompt"]["min_length"], options["prompt"]["max_length"]) == (1, 2048)
+    # The longest prompt any model takes (v6, c1); each model's own limit is checked after.
+    assert (options["prompt"]["min_length"], options["prompt"]["max_length"]) == (1, 5000)
     assert options["negative_prompt"]["max_length"] == 2048
     assert (options["seed"]["min_value"], options["seed"]["max_value"]) == (0, 2147483647)
     assert options["effect"].get("autocomplete") is True

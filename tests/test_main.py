@@ -183,3 +183,57 @@ def test_setup_logging_redacts_tracebacks(
     assert MASK in err
     assert TOKEN not in err
     assert KEY not in err
+
+
+# -- the model catalogue --------------------------------------------------------------------
+
+
+def test_malformed_catalogue_file_exits_2_with_one_line_naming_the_file_and_entry(
+    tmp_path: Path,
+) -> None:
+    shipped = (ROOT / "bot" / "pixverse" / "catalogue.toml").read_text(encoding="utf-8")
+    broken = tmp_path / "models.toml"
+    broken.write_text(shipped.replace('"1080p" = 18', '"1080p" = -18'), encoding="utf-8")
+
+    done = run_bot(tmp_path, "--simulate", DISCORD_TOKEN=TOKEN, PIXVERSE_CATALOGUE=str(broken))
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "PIXVERSE_CATALOGUE" in lines[0] and str(broken) in lines[0]
+    assert 'models.v6.price: the price of "1080p" per second must not be negative' in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_catalogue_that_is_not_toml_exits_2_naming_the_line(tmp_path: Path) -> None:
+    broken = tmp_path / "models.toml"
+    broken.write_text('[models."v9"\nqualities = ["540p"]\n', encoding="utf-8")
+
+    done = run_bot(tmp_path, "--simulate", DISCORD_TOKEN=TOKEN, PIXVERSE_CATALOGUE=str(broken))
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "is not valid TOML" in lines[0] and "line 1" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("defaults", "named"),
+    [
+        ({"DEFAULT_DURATION": "12"}, "DEFAULT_DURATION is invalid"),
+        ({"DEFAULT_MODEL": "v9"}, "DEFAULT_MODEL is invalid"),
+        (
+            {"DEFAULT_QUALITY": "1080p", "DEFAULT_DURATION": "8"},
+            "DEFAULT_MODEL, DEFAULT_QUALITY and DEFAULT_DURATION do not go together",
+        ),
+    ],
+)
+def test_defaults_the_catalogue_does_not_allow_together_exit_2_with_one_line(
+    tmp_path: Path, defaults: dict[str, str], named: str
+) -> None:
+    done = run_bot(tmp_path, "--simulate", DISCORD_TOKEN=TOKEN, **defaults)
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert named in lines[0] and "catalogue" in lines[0]
+    assert "Traceback" not in done.stderr

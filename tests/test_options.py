@@ -5,20 +5,28 @@ from __future__ import annotations
 import pytest
 
 from bot.jobs.options import Defaults, OptionRejected, build_options
-from bot.pixverse.rules import Model, Motion, Quality, credit_cost
+from bot.pixverse.catalogue import shipped_catalogue
+from bot.pixverse.rules import Motion, Quality
 
-DEFAULTS = Defaults(Model.V4_5, Quality.P540, 5)
+CATALOGUE = shipped_catalogue()
+DEFAULTS = Defaults("v4.5", Quality.P540, 5)
 EFFECTS = {"Kiss kiss": 315446315336768}
 
 
 def build(**kwargs):
-    return build_options(defaults=DEFAULTS, effects=EFFECTS, **{"prompt": "a cat", **kwargs})
+    return build_options(
+        catalogue=CATALOGUE, defaults=DEFAULTS, effects=EFFECTS, **{"prompt": "a cat", **kwargs}
+    )
+
+
+def credit_cost(combination):
+    return CATALOGUE.price(combination)
 
 
 def test_defaults_fill_in_and_a_seed_is_chosen():
     options = build()
     assert (options.model, options.quality, options.duration, options.motion) == (
-        Model.V4_5,
+        "v4.5",
         Quality.P540,
         5,
         Motion.NORMAL,
@@ -31,12 +39,18 @@ def test_defaults_fill_in_and_a_seed_is_chosen():
     ("kwargs", "message"),
     [
         ({"prompt": "   "}, "prompt is empty"),
-        ({"prompt": "x" * 2049}, "2049 characters; the limit is 2048"),
+        ({"prompt": "x" * 2049}, "2049 characters; the limit is 2048 on v4.5"),
+        ({"prompt": "x" * 3000}, "3000 characters; the limit is 2048 on v4.5.*v6, c1"),
+        ({"prompt": "x" * 5001, "model": "v6"}, "5001 characters; the limit is 5000 on v6"),
         ({"negative_prompt": "x" * 2049}, "negative prompt"),
-        ({"quality": "1080p", "duration": 8}, "1080p supports 5 s only"),
+        ({"quality": "1080p", "duration": 8}, "1080p supports 5 s only.*model.*v5"),
         ({"motion": "fast", "duration": 8}, "Fast motion supports 5 s only"),
         ({"motion": "fast", "quality": "1080p"}, "1080p has no fast motion"),
         ({"model": "v5", "motion": "fast"}, "v5 has no fast motion"),
+        ({"model": "v6", "motion": "fast"}, r"v6 has no fast motion: choose normal motion"),
+        ({"duration": 12}, r"v4\.5 makes videos of 5 or 8 s, not 12 s.*\(v6, c1\)"),
+        ({"model": "v6", "duration": 16}, "v6 makes videos of 1 to 15 s, not 16 s"),
+        ({"model": "v5", "duration": 3}, "not 3 s"),
         ({"seed": -1}, "between 0 and 2147483647"),
         ({"seed": 2147483648}, "between 0 and 2147483647"),
         ({"model": "v9"}, "choose one of"),
@@ -62,6 +76,19 @@ def test_effect_maps_to_its_template_id():
 
 def test_v5_allows_1080p_8s_at_its_price():
     assert credit_cost(build(model="v5", quality="1080p", duration=8).combination) == 240
+
+
+def test_a_long_prompt_is_taken_by_the_models_that_take_it():
+    options = build(prompt="x" * 3000, model="v6")
+    assert len(options.prompt) == 3000
+    assert len(build(prompt="x" * 5000, model="c1").prompt) == 5000
+
+
+def test_v6_takes_any_whole_second_up_to_15_at_its_per_second_price():
+    for seconds, credits in [(1, 7), (12, 84), (15, 105)]:
+        options = build(model="v6", quality="540p", duration=seconds)
+        assert (options.model, options.duration) == ("v6", seconds)
+        assert credit_cost(options.combination) == credits
 
 
 def test_round_trip_through_json():

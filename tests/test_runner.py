@@ -20,7 +20,7 @@ from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.jobs.schedule import PollSchedule
 from bot.pixverse import PixVerseClient, new_trace_id
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.simulator import MODERATION_MARKER, Simulator, SimulatorConfig
 from bot.store import JobInput, JobParams, Limits, NewJob, Store
 from bot.store.models import JobSource, JobState
@@ -68,9 +68,7 @@ class World:
         return runner
 
     async def job(self, user: int = 10, *, prompt: str = "a cat", **extra: object):
-        params = JobParams(
-            prompt=prompt, model=Model.V4_5, quality=Quality.P540, duration=5, seed=7
-        )
+        params = JobParams(prompt=prompt, model="v4.5", quality=Quality.P540, duration=5, seed=7)
         return await self.store.jobs.create(
             NewJob(
                 guild_id=GUILD,
@@ -274,7 +272,7 @@ async def test_extend_by_job_sends_the_parent_video_id(world):
     parent_row = await world.store.jobs.get(parent.id)
     params = JobParams(
         prompt="and then",
-        model=Model.V4_5,
+        model="v4.5",
         quality=Quality.P540,
         duration=5,
         seed=3,

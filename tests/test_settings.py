@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.pixverse.rules import Model, Quality
+from bot.pixverse.rules import Quality
 from bot.settings import Settings, SettingsProblem, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_defaults_match_readme() -> None:
     assert settings.pixverse_base_url == "https://app-api.pixverse.ai"
     assert settings.database_path == Path("data/bot.sqlite3")
     assert settings.dev_guild_id is None
-    assert settings.default_model is Model.V4_5
+    assert settings.default_model == "v4.5"  # the shipped catalogue's default_model
     assert settings.default_quality is Quality.P540
     assert settings.default_duration == 5
     assert settings.daily_credits == 150
@@ -268,3 +268,50 @@ def test_secrets_are_secret_strings_hidden_from_repr(monkeypatch: pytest.MonkeyP
         assert secret not in repr(settings)
         assert secret not in str(settings)
     assert settings.pixverse_key == KEY
+
+
+# -- the model catalogue ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("required")
+def test_pixverse_catalogue_replaces_the_built_in_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shipped = ROOT / "bot" / "pixverse" / "catalogue.toml"
+    path = tmp_path / "models.toml"
+    path.write_text(shipped.read_text(encoding="utf-8").replace('"1080p" = 18', '"1080p" = 19'))
+    monkeypatch.setenv("PIXVERSE_CATALOGUE", str(path))
+
+    settings = load_settings(env_file=None)
+
+    assert settings.pixverse_catalogue == path
+    assert settings.catalogue.models["v6"].price[Quality.P1080].per_second == 19
+    assert str(path) in settings.catalogue.source
+
+
+def test_a_credit_costs_key_the_catalogue_does_not_accept_is_named() -> None:
+    message = problem_for(CREDIT_COSTS='{"v4.5/1080p/8/normal": 200}')
+
+    assert message.startswith("CREDIT_COSTS is invalid: 'v4.5/1080p/8/normal'")
+    assert "\n" not in message
+
+
+@pytest.mark.usefixtures("required")
+def test_credit_costs_keys_of_accepted_combinations_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CREDIT_COSTS", '{"v6/720p/12/normal": 100}')
+
+    assert load_settings(env_file=None).credit_costs == {"v6/720p/12/normal": 100}
+
+
+def test_a_default_model_the_catalogue_has_at_a_duration_it_allows_is_taken() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        discord_token="t",
+        simulate=True,
+        default_model="c1",
+        default_duration=15,
+    )
+
+    assert (settings.default_model_name, settings.default_duration) == ("c1", 15)

@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.pixverse.rules import Combination, Model, Motion, Quality, RuleViolation, check_combination
+from bot.pixverse.catalogue import shipped_catalogue
+from bot.pixverse.rules import Combination, Motion, Quality, RuleViolation
 from bot.simulator import (
     MODERATION_MARKER,
     NO_HD,
@@ -32,7 +33,7 @@ from bot.simulator import (
     SimulatorConfig,
 )
 from bot.simulator.__main__ import build_config, parse_args
-from bot.simulator.params import Kind, parse_generate
+from bot.simulator.params import Kind
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"
@@ -359,7 +360,7 @@ async def test_combination_rules_give_400017_with_the_rule_message(
     answer = await api.generate("img", body)
     assert err(answer) == 400017
     with pytest.raises(RuleViolation) as rule:
-        check_combination(Combination(Model(model), Quality(quality), duration, Motion(motion)))
+        shipped_catalogue().check(Combination(model, Quality(quality), duration, Motion(motion)))
     assert answer["ErrMsg"] == str(rule.value)
 
 
@@ -453,9 +454,7 @@ async def test_failures_are_reproducible_with_a_seed():
         state = SimState(SimulatorConfig(seed=3, failure_rate=0.5, gen_time=0, max_concurrent=99))
         image = state.upload_image(KEY, png())
         body = i2v(image.id)
-        return [
-            state.submit(KEY, parse_generate(Kind.IMAGE, body), str(n)).outcome for n in range(20)
-        ]
+        return [state.submit(KEY, state.parse(Kind.IMAGE, body), str(n)).outcome for n in range(20)]
 
     first = outcomes()
     assert first == outcomes()
@@ -517,9 +516,7 @@ async def test_status_is_computed_from_the_clock_without_tasks():
     now = [1000.0]
     state = SimState(SimulatorConfig(gen_time=10, max_concurrent=5000), clock=lambda: now[0])
     image = state.upload_image(KEY, png())
-    jobs = [
-        state.submit(KEY, parse_generate(Kind.IMAGE, i2v(image.id)), str(n)) for n in range(2000)
-    ]
+    jobs = [state.submit(KEY, state.parse(Kind.IMAGE, i2v(image.id)), str(n)) for n in range(2000)]
     assert all(job.status(now[0]) == 5 for job in jobs)
     now[0] += 10
     assert all(job.status(now[0]) == 1 for job in jobs)

@@ -24,11 +24,12 @@ import pytest
 from aiohttp import web
 
 from bot.jobs.webhook import WebhookReceiver
-from bot.pixverse.rules import Combination, Model, Quality, RuleViolation, check_combination
+from bot.pixverse.catalogue import shipped_catalogue
+from bot.pixverse.rules import Combination, Quality, RuleViolation
 from bot.pixverse.signature import canonical, sign
 from bot.simulator import MODERATION_MARKER, SimState, Simulator, SimulatorConfig
 from bot.simulator.__main__ import build_config, parse_args
-from bot.simulator.params import Kind, parse_generate
+from bot.simulator.params import Kind
 from bot.simulator.state import gen_time_weight
 
 KEY = "test-key"
@@ -39,7 +40,7 @@ QUALITIES = [q.value for q in Quality]
 
 def _allowed(quality: str, duration: int) -> bool:
     try:
-        check_combination(Combination(Model.V4_5, Quality(quality), duration))
+        shipped_catalogue().check(Combination("v4.5", Quality(quality), duration))
     except RuleViolation:
         return False
     return True
@@ -76,7 +77,7 @@ def gen_times(seed: int | None, jobs: list[tuple[str, int]]) -> list[float]:
     state = SimState(SimulatorConfig(gen_time_range=RANGE, seed=seed, balance=10**9))
     out = []
     for quality, duration in jobs:
-        job = state.submit(KEY, parse_generate(Kind.TEXT, t2v(quality, duration)), "t")
+        job = state.submit(KEY, state.parse(Kind.TEXT, t2v(quality, duration)), "t")
         out.append(job.finish_at - job.created_at)
         state.finish_now(job.video_id)  # frees the concurrency slot for the next one
     return out
@@ -108,7 +109,7 @@ def test_gen_time_spread_grows_with_quality_and_duration_and_covers_the_range():
     assert sum(t in RANGE for t in times) <= 1
     # ±25 % jitter around each combination's centre, mirrored back into the range.
     for (quality, duration), values in by_combo.items():
-        centre = low + gen_time_weight(Quality(quality), duration) * (high - low)
+        centre = low + gen_time_weight(Quality(quality), duration, (5, 8)) * (high - low)
         assert all(
             max(low, centre * 0.75) - 1e-9 <= v <= min(high, centre * 1.25) + 1e-9 for v in values
         )
@@ -118,7 +119,7 @@ def test_gen_time_spread_grows_with_quality_and_duration_and_covers_the_range():
 def test_without_a_range_every_job_takes_gen_time():
     state = SimState(SimulatorConfig(gen_time=7.5, seed=1))
     for quality, duration in COMBOS:
-        job = state.submit(KEY, parse_generate(Kind.TEXT, t2v(quality, duration)), "t")
+        job = state.submit(KEY, state.parse(Kind.TEXT, t2v(quality, duration)), "t")
         assert job.finish_at - job.created_at == pytest.approx(7.5)
         state.finish_now(job.video_id)
 
@@ -128,7 +129,7 @@ def test_a_range_leaves_the_seeded_outcomes_unchanged():
         state = SimState(config)
         out = []
         for _ in range(10):
-            job = state.submit(KEY, parse_generate(Kind.TEXT, t2v()), "t")
+            job = state.submit(KEY, state.parse(Kind.TEXT, t2v()), "t")
             out.append((job.outcome, job.seed, job.file_name))
             state.finish_now(job.video_id)
         return out
@@ -397,7 +398,7 @@ async def test_stop_cancels_pending_webhooks(catcher: Catcher):
     sim = Simulator(hook_config(catcher.url, gen_time=0.5, max_concurrent=50))
     await sim.start()
     for _ in range(50):
-        sim.state.submit(KEY, parse_generate(Kind.TEXT, t2v()), "t")
+        sim.state.submit(KEY, sim.state.parse(Kind.TEXT, t2v()), "t")
     sender = sim.webhook_sender
     assert sender is not None and sender.pending == 50
     started = time.monotonic()
@@ -427,6 +428,6 @@ async def test_thousands_of_jobs_cost_one_timer_each(catcher: Catcher):
     config = hook_config(catcher.url, gen_time=60, max_concurrent=5000, balance=10**9)
     async with Simulator(config) as sim:
         for _ in range(1000):
-            sim.state.submit(KEY, parse_generate(Kind.TEXT, t2v()), "t")
+            sim.state.submit(KEY, sim.state.parse(Kind.TEXT, t2v()), "t")
         assert sim.webhook_sender is not None and sim.webhook_sender.pending == 1000
         assert len(asyncio.all_tasks()) < 20  # timers, not tasks

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_fixtures import DAILY, GUILD, FakeClock, create, ledger_state, open_store, server
 
-from bot.pixverse.rules import Model, Motion, Quality
+from bot.pixverse.rules import Motion, Quality
 from bot.store import JobParams, NewJob, Store, ledger
 from bot.store.charges import variant_of
 from bot.store.clock import day_of, to_ts
@@ -155,7 +155,7 @@ async def test_differences_are_counted_per_combination(store: Store, clock: Fake
 
 async def test_fast_motion_is_told_apart_from_normal(store: Store) -> None:
     fast = JobParams(
-        prompt="a cat", model=Model.V4_5, quality=Quality.P540, duration=5, motion=Motion.FAST
+        prompt="a cat", model="v4.5", quality=Quality.P540, duration=5, motion=Motion.FAST
     )
     assert variant_of(fast) == "fast"
     job = await store.jobs.create(NewJob(guild_id=GUILD, channel_id=5, user_id=USER, params=fast))

@@ -21,7 +21,7 @@ from store_fixtures import (
     with_limits,
 )
 
-from bot.pixverse.rules import Model, Quality, RuleViolation
+from bot.pixverse.rules import Quality, RuleViolation
 from bot.store import (
     AuditNote,
     CancelResult,
@@ -86,7 +86,7 @@ async def test_cost_follows_the_cost_table_and_its_overrides(tmp_path: Path) -> 
 
 
 async def test_an_impossible_combination_is_refused_before_writing(store: Store) -> None:
-    bad = JobParams(prompt="x", model=Model.V4_5, quality=Quality.P1080, duration=8)
+    bad = JobParams(prompt="x", model="v4.5", quality=Quality.P1080, duration=8)
     with pytest.raises(RuleViolation):
         await with_limits(store, max_jobs_per_user=2).jobs.create(NewJob(GUILD, 5, ALICE, bad))
     assert await count(store, "jobs") == 0

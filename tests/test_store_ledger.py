@@ -105,13 +105,16 @@ async def test_refusal_states_the_exact_shortfall(store: Store) -> None:
     assert (error.needed, error.left, error.shortfall) == (90, 60, 30)
     assert (error.allowance, error.bonus, error.used, error.reserved) == (150, 0, 0, 90)
     assert "costs 90 credits but you have 60 left today" in str(error)
-    assert "choose 5 s or a lower quality" in str(error)
+    assert "choose a shorter video or a lower quality" in str(error)
     assert error.resets_at == datetime(2025, 3, 11, tzinfo=UTC)
 
 
 async def test_refusal_only_suggests_a_cheaper_video_when_one_fits(store: Store) -> None:
     for _ in range(3):
-        await create(store, USER)  # 135 of 150: 15 left, cheaper than any video
+        await create(store, USER)  # 135 of 150: 15 left
+    # The cheapest video of the shipped catalogue is v6 at 360p for 1 s: 5 credits.
+    assert store.jobs.cheapest == 5
+    await store.admin.grant(GUILD, MOD, USER, -11)  # 4 left, cheaper than any video
     with pytest.raises(InsufficientCredits) as refused:
         await create(store, USER)
     assert "lower quality" not in str(refused.value)

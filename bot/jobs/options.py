@@ -1,6 +1,7 @@
 """Validates a member's generation options before anything is charged or sent.
 
-Every refusal says what to change. The rules themselves live in ``bot.pixverse.rules``.
+Every refusal says what to change. The rules themselves are the model catalogue's
+(``bot.pixverse.catalogue``): what each model accepts is data, not code.
 """
 
 from __future__ import annotations
@@ -12,22 +13,12 @@ from typing import Any, TypeVar
 
 from bot.jobs.effects import EffectList
 from bot.jobs.text import clean_prompt
-from bot.pixverse.rules import (
-    PROMPT_MAX,
-    SEED_MAX,
-    STYLE_MODELS,
-    Combination,
-    Model,
-    Motion,
-    Quality,
-    RuleViolation,
-    Style,
-    check_combination,
-)
+from bot.pixverse.catalogue import Catalogue
+from bot.pixverse.rules import SEED_MAX, Combination, Motion, Quality, RuleViolation, Style
 from bot.refusal import Refusal
 from bot.store.models import JobParams, JobSource
 
-EnumT = TypeVar("EnumT", Model, Quality, Motion, Style)
+EnumT = TypeVar("EnumT", Quality, Motion, Style)
 
 
 class OptionRejected(Refusal, ValueError):
@@ -36,7 +27,7 @@ class OptionRejected(Refusal, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    model: Model
+    model: str
     quality: Quality
     duration: int
 
@@ -48,6 +39,7 @@ def random_seed() -> int:
 def build_options(
     *,
     prompt: str,
+    catalogue: Catalogue,
     defaults: Defaults,
     effects: EffectList | Mapping[str, int],
     negative_prompt: str | None = None,
@@ -71,17 +63,8 @@ def build_options(
             "The prompt is empty (nothing visible, only spaces or invisible characters): "
             "describe the motion you want to see."
         )
-    if len(prompt) > PROMPT_MAX:
-        raise OptionRejected(
-            f"The prompt is {len(prompt)} characters; the limit is {PROMPT_MAX}: shorten it."
-        )
     negative = clean_prompt(negative_prompt) or None
-    if negative is not None and len(negative) > PROMPT_MAX:
-        raise OptionRejected(
-            f"The negative prompt is {len(negative)} characters; the limit is {PROMPT_MAX}: "
-            "shorten it."
-        )
-    chosen_model = _enum(Model, model, defaults.model, "model")
+    chosen_model = model or defaults.model
     chosen_quality = _enum(Quality, quality, defaults.quality, "quality")
     chosen_motion = _enum(Motion, motion, Motion.NORMAL, "motion")
     chosen_duration = defaults.duration if duration is None else duration
@@ -89,17 +72,21 @@ def build_options(
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise OptionRejected(f"The seed must be between 0 and {SEED_MAX}; {seed} is not.")
     try:
-        check_combination(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
+        spec = catalogue.spec(chosen_model)
+        catalogue.check_prompts(chosen_model, prompt, negative)
+        catalogue.check(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
     except RuleViolation as exc:
         raise OptionRejected(str(exc)) from None
 
     notes: list[str] = []
-    if chosen_style is not None and chosen_model not in STYLE_MODELS:
-        # Style is only effective on v3.5 (docs/pixverse.md, "Input limits"), so it is not
-        # sent with another model.
-        notes.append(
-            f"Style “{chosen_style.value}” only works with model v3.5, so it was left out."
-        )
+    if chosen_style is not None and chosen_style not in spec.styles:
+        # A style works only on the models whose catalogue entry lists it (v3.5 as shipped:
+        # docs/pixverse.md, "Input limits"), so it is not sent with another model.
+        with_style = [
+            name for name, other in catalogue.models.items() if chosen_style in other.styles
+        ]
+        where = f"with model {', '.join(with_style)}" if with_style else "with no model here"
+        notes.append(f"Style “{chosen_style.value}” only works {where}, so it was left out.")
         chosen_style = None
 
     template_id = None

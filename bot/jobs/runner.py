@@ -60,7 +60,7 @@ from bot.pixverse import (
 )
 from bot.store import Store
 from bot.store.db import StorageUnavailable
-from bot.store.models import AuditNote, Job, JobInput, JobSource, JobState
+from bot.store.models import AuditNote, Job, JobInput, JobParams, JobSource, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,6 +110,7 @@ class RunnerConfig:
 class _Generating:
     job: Job
     key: Key
+    started: float  # unix seconds when PixVerse accepted it, as near as the bot knows
     reported: float = float("-inf")  # elapsed seconds at the last progress report
 
 
@@ -128,6 +129,23 @@ class _Unanswered(Exception):
         super().__init__(str(error))
         self.error = error
         self.trace_id = trace_id
+
+
+def request_fields(params: JobParams) -> dict[str, Any]:
+    """The generate body's fields every kind of job shares, from the member's options."""
+    return {
+        "prompt": params.prompt,
+        "model": params.model,
+        "duration": params.duration,
+        "quality": params.quality,
+        "negative_prompt": params.negative_prompt,
+        # v5 and later have no motion_mode; "normal" is the default, so it is left out too
+        # (docs/pixverse.md, "Endpoints used").
+        "motion_mode": params.motion if params.motion.value != "normal" else None,
+        "seed": params.seed,
+        "style": params.style,
+        "template_id": params.template_id,
+    }
 
 
 class JobRunner:
@@ -153,6 +171,10 @@ class JobRunner:
         self._generating: dict[int, _Generating] = {}
         self._by_video: dict[int, int] = {}  # PixVerse video id -> job id, for webhooks
         self._wake = asyncio.Event()
+        # Whether the last look found no queued job that can start, and whether a job may
+        # have been queued since (see ``_dispatch_loop``).
+        self._queue_empty = False
+        self._queue_changed = True
         self._services: list[asyncio.Task[None]] = []
         self._budget = RequestBudget(self._config.requests_per_second, self._config.request_burst)
         self._estimator = Estimator(default=self._config.default_estimate)
@@ -225,8 +247,11 @@ class JobRunner:
         self._services.clear()
         self._budget.close()
 
-    def wake(self) -> None:
-        """A job was queued, cancelled or finished: look at the queue again."""
+    def wake(self, *, queue_changed: bool = True) -> None:
+        """A job was queued, cancelled or finished: look at the queue again.
+        ``queue_changed=False`` when only a slot was freed (a job finished)."""
+        if queue_changed:
+            self._queue_changed = True
         self._wake.set()
 
     def result_ready(self, video_id: int) -> None:
@@ -255,18 +280,33 @@ class JobRunner:
     # -- dispatching -----------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
+        looked = False  # whether the last pass looked at the queue at all
         while not self._stopping:
+            # A slot freed while the queue was found empty needs no look: a thousand jobs
+            # finishing would otherwise mean a thousand empty claims. Anything that may have
+            # queued a job sets ``_queue_changed``; the idle timeout looks again regardless,
+            # for a job whose retry time came.
+            woken = self._wake.is_set()
             self._wake.clear()
+            skip = woken and looked and self._queue_empty and not self._queue_changed
             try:
-                await self._fill_slots()
-                await self._show_queue()
+                if not skip:
+                    self._queue_changed = False
+                    if await self._fill_slots():
+                        self._queue_empty = True
+                        self._positions = {}  # nothing can start, so nothing waits in line
+                    else:
+                        self._queue_empty = False
+                        await self._show_queue()
+                    looked = True
             except StorageUnavailable:
                 pass  # the store reported it once; a traceback at every wake-up says nothing
             except Exception:
                 log.exception("Job dispatch failed; retrying shortly")
             await wait_event(self._wake, self._config.idle_check)
 
-    async def _fill_slots(self) -> None:
+    async def _fill_slots(self) -> bool:
+        """Start queued jobs while slots are free; True when no queued job can start now."""
         while (
             self.active < self._config.max_active
             and self._monotonic() >= self._busy_until
@@ -274,8 +314,9 @@ class JobRunner:
         ):
             job = await self._store.queue.claim_next()
             if job is None:
-                return
+                return True
             self._launch(job)
+        return False
 
     async def _show_queue(self) -> None:
         if self._pause.active:
@@ -302,7 +343,7 @@ class JobRunner:
             if self._starting.get(job.id) is finished:
                 del self._starting[job.id]
             _log_crash(finished)
-            self.wake()
+            self.wake(queue_changed=False)  # a slot may be free; a requeue woke it already
 
         task.add_done_callback(done)
 
@@ -315,12 +356,15 @@ class JobRunner:
             job = await self._submit(job)
         except ConcurrencyLimit:
             await self._requeue_busy(job)
+            self.wake()
             return
         except (OutOfCredits, _QueuePaused):
             await self._requeue_for_credits(job)
+            self.wake()
             return
         except _Unanswered as unanswered:
             await self._requeue_unanswered(job, unanswered)
+            self.wake()
             return
         except JobFailure as failure:
             await self._fail(job, str(failure))
@@ -329,7 +373,10 @@ class JobRunner:
             await self._fail(job, explain(exc))
             return
         if job.state is JobState.GENERATING:
-            self._track(job)
+            # PixVerse's clock started when it accepted the request, just now: the stored
+            # submitted_at is earlier by the time the request waited for the budget, and
+            # would make the first poll come too soon.
+            self._track(job, started=self._clock())
 
     async def _upload(self, job: Job) -> Job:
         source = job.params.source
@@ -406,19 +453,7 @@ class JobRunner:
     ) -> tuple[Callable[[], Awaitable[int]], str]:
         """The submit request of ``job`` (sent as often as needed), and its endpoint's name."""
         params = job.params
-        common: dict[str, Any] = {
-            "prompt": params.prompt,
-            "model": params.model,
-            "duration": params.duration,
-            "quality": params.quality,
-            "negative_prompt": params.negative_prompt,
-            # v5 has no motion_mode; "normal" is the default, so it is left out too
-            # (docs/pixverse.md, "Endpoints used").
-            "motion_mode": params.motion if params.motion.value != "normal" else None,
-            "seed": params.seed,
-            "style": params.style,
-            "template_id": params.template_id,
-        }
+        common = request_fields(params)
         if params.source is JobSource.IMAGE:
             if job.pixverse_img_id is None:
                 raise JobFailure("The image never reached PixVerse.")
@@ -558,11 +593,13 @@ class JobRunner:
 
     # -- polling ---------------------------------------------------------------------------
 
-    def _track(self, job: Job) -> None:
-        entry = _Generating(job=job, key=_key(job))
+    def _track(self, job: Job, *, started: float | None = None) -> None:
+        entry = _Generating(
+            job=job, key=_key(job), started=_started(job) if started is None else started
+        )
         self._generating[job.id] = entry
         self._by_video[_video_id(job)] = job.id
-        self._scheduler.add(job.id, entry.key, _started(job))
+        self._scheduler.add(job.id, entry.key, entry.started)
 
     def _untrack(self, job_id: int, *, finished: bool) -> _Generating | None:
         entry = self._generating.pop(job_id, None)
@@ -572,7 +609,9 @@ class JobRunner:
         return entry
 
     def _elapsed(self, job: Job) -> float:
-        return max(0.0, self._clock() - _started(job))
+        entry = self._generating.get(job.id)
+        started = entry.started if entry is not None else _started(job)
+        return max(0.0, self._clock() - started)
 
     async def _poll(self, job_id: int) -> None:
         """Ask PixVerse about one generating job (the scheduler calls this when it is due)."""
@@ -660,7 +699,7 @@ class JobRunner:
                 " (the catalogue's price): the ledger committed %d",
                 job.id,
                 charged,
-                p.model.value,
+                p.model,
                 p.quality.value,
                 p.duration,
                 "" if p.motion.value == "normal" else f" {p.motion.value}",
@@ -678,7 +717,7 @@ class JobRunner:
         self._estimator.record(entry.key, sample)
         fresh = await self._jobs.get(job.id)
         self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
-        self.wake()
+        self.wake(queue_changed=False)
 
     async def _finish_failed(self, entry: _Generating, reason: str) -> None:
         self._untrack(entry.job.id, finished=True)
@@ -689,7 +728,7 @@ class JobRunner:
         if await self._jobs.finish_failed(job.id, reason):
             fresh = await self._jobs.get(job.id)
             self._delivery.deliver(fresh or replace(job, state=JobState.FAILED), reason)
-        self.wake()
+        self.wake(queue_changed=False)
 
     async def _final_update(self, job: Job, note: str | None) -> JobUpdate:
         """What a finished job's status message shows for good (built once per delivery)."""
@@ -852,7 +891,7 @@ def _video_id(job: Job) -> int:
 
 def _key(job: Job) -> Key:
     p = job.params
-    return (p.model.value, p.quality.value, p.duration)
+    return (p.model, p.quality.value, p.duration)
 
 
 def _charged(result: VideoResult) -> int | None:

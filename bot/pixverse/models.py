@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.pixverse.rules import PROMPT_MAX, SEED_MAX, Model, Motion, Quality, Style
+from bot.pixverse.rules import SEED_MAX, Motion, Quality, Style
 
 
 class VideoStatus(IntEnum):
@@ -193,11 +193,13 @@ class _GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
-    prompt: str = Field(min_length=1, max_length=PROMPT_MAX)
-    model: Model
-    duration: int
+    # Lengths, durations and the model's name are checked against the model catalogue
+    # before a job is accepted (bot.pixverse.catalogue); here only their types.
+    prompt: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    duration: int = Field(ge=1)
     quality: Quality
-    negative_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    negative_prompt: str | None = None
     motion_mode: Motion | None = None
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     style: Style | None = None

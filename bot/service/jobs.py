@@ -18,7 +18,8 @@ from typing import Protocol
 from bot.jobs.options import random_seed
 from bot.jobs.runner import JobRunner
 from bot.jobs.text import clean_prompt
-from bot.pixverse.rules import PROMPT_MAX
+from bot.pixverse.catalogue import Catalogue
+from bot.pixverse.rules import RuleViolation
 from bot.refusal import Refusal
 from bot.store import BudgetView, Store
 from bot.store.models import (
@@ -77,16 +78,19 @@ def reroll_of(source: Job) -> Reroll:
     return Reroll(params, parent, source.pixverse_img_id, source.pixverse_media_id)
 
 
-def extension_of(source: Job, prompt: str) -> JobParams:
-    """An extension of a result with a new prompt; its own options come from the source."""
+def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
+    """An extension of a result with a new prompt; its own options come from the source, and
+    the prompt's limit from the source's model in ``catalogue``."""
     text = clean_prompt(prompt)  # as build_options: what PixVerse and the filter see
     if not text:
         raise Refusal(
             "The prompt is empty (nothing visible, only spaces or invisible characters): "
             "describe what happens next."
         )
-    if len(text) > PROMPT_MAX:
-        raise Refusal(f"The prompt is {len(text)} characters; the limit is {PROMPT_MAX}.")
+    try:
+        catalogue.check_prompts(source.params.model, text)
+    except RuleViolation as exc:
+        raise Refusal(str(exc)) from None
     return source.params.model_copy(
         update={
             "prompt": text,
@@ -173,7 +177,12 @@ class JobService:
     async def accept(self, new: NewJob, role_ids: tuple[int, ...] = ()) -> Accepted:
         """Write the job, its input and its credit reservation in one transaction (the
         store decides the member's limits atomically); where it stands in line."""
-        job = await self._store.jobs.create(new, role_ids=list(role_ids))
+        try:
+            job = await self._store.jobs.create(new, role_ids=list(role_ids))
+        except RuleViolation as exc:
+            # Options are checked before this; a re-roll of a job whose model or price the
+            # catalogue no longer has is refused here, saying what to change.
+            raise Refusal(str(exc)) from None
         await self._warn_budget()
         return Accepted(job, await self._store.queue.queue_position(job.id))
 

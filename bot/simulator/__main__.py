@@ -11,6 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
+from bot.pixverse.catalogue import CatalogueError, load_catalogue
 from bot.simulator.config import DEFAULT_TEMPLATES, NO_HD, SimulatorConfig
 from bot.simulator.server import Simulator
 from bot.simulator.state import MODERATION_MARKER
@@ -111,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="seconds a late webhook waits (default 30)",
     )
+    parser.add_argument(
+        "--catalogue",
+        default=None,
+        metavar="FILE",
+        help="a model catalogue (TOML) replacing the built-in one; give the bot's "
+        "PIXVERSE_CATALOGUE file so both check and price alike",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     args.webhook_secret = args.webhook_secret or os.environ.get("PIXVERSE_WEBHOOK_SECRET") or None
@@ -120,10 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> SimulatorConfig:
+    """The simulator's settings; CatalogueError or ValidationError when unusable."""
     templates = dict(DEFAULT_TEMPLATES)
     templates.update({template: frozenset() for template in args.template})
     templates.update({template: NO_HD for template in args.template_no_hd})
     return SimulatorConfig(
+        catalogue=load_catalogue(args.catalogue),
         api_key=args.api_key or os.environ.get("PIXVERSE_API_KEY") or None,
         gen_time=args.gen_time,
         gen_time_range=args.gen_time_range,
@@ -187,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = build_config(args)
+    except CatalogueError as exc:
+        log.error("invalid --catalogue: %s", exc)
+        return EXIT_USAGE
     except ValidationError as exc:
         # Inputs are left out of the message: one of them may be the API key.
         problems = "; ".join(

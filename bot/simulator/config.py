@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.pixverse.catalogue import Catalogue
 from bot.pixverse.rules import Quality
 
 # Effects that refuse HD output answer 500071 at 720p/1080p (the ErrCode table of
@@ -34,6 +35,9 @@ class SimulatorConfig(BaseModel):
 
     model_config = ConfigDict(validate_assignment=True)
 
+    # The models this PixVerse offers and their prices: the bot's catalogue, so the simulator
+    # refuses and charges exactly what the bot expects. None: the shipped catalogue.
+    catalogue: Catalogue | None = Field(default=None, repr=False)
     # None (or "") accepts any non-empty API-KEY; the real service has one key per account.
     api_key: str | None = Field(default=None, repr=False)
     gen_time: float = Field(default=10.0, ge=0)  # seconds a job stays at status 5

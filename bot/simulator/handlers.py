@@ -31,7 +31,7 @@ from bot.simulator.errors import (
     envelope,
 )
 from bot.simulator.media import free_box_header, sample_video, served_video_size
-from bot.simulator.params import Kind, parse_generate
+from bot.simulator.params import Kind
 from bot.simulator.state import RecordedRequest, SimState, Upload
 
 log = logging.getLogger("bot.simulator")
@@ -191,13 +191,13 @@ def generate(kind: Kind) -> Handler:
             body = json.loads(await request.read())
         except ValueError:
             raise ApiError(BAD_BINDING, "invalid binding request: body is not JSON") from None
-        job = state.submit(key, parse_generate(kind, body), trace)
+        job = state.submit(key, state.parse(kind, body), trace)
         params = job.params
         log.info(
             "video %d submitted: %s %s/%s/%ds/%s, %d credits",
             job.video_id,
             kind.value,
-            params.model.value,
+            params.model,
             params.quality.value,
             params.duration,
             params.motion.value,

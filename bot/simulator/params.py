@@ -4,7 +4,9 @@ Only the checks that need no account state live here; ids, templates, credits an
 concurrency are checked by the account. Order: missing fields (400011), types and
 enums (400013), lengths (400018/400019), then cross-field rules (400017).
 Unknown fields are ignored, as a JSON binder does. The rules are those of docs/pixverse.md,
-"Endpoints used" and "Input limits".
+"Endpoints used" and "Input limits"; what each model accepts (qualities, durations, motion,
+aspect ratios, prompt lengths, audio, camera movement) is the model catalogue's, the same
+one the bot checks against.
 """
 
 from __future__ import annotations
@@ -13,17 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from bot.pixverse.rules import (
-    PROMPT_MAX,
-    SEED_MAX,
-    Combination,
-    Model,
-    Motion,
-    Quality,
-    RuleViolation,
-    Style,
-    check_combination,
-)
+from bot.pixverse.catalogue import Catalogue
+from bot.pixverse.rules import SEED_MAX, Combination, Motion, Quality, RuleViolation, Style
 from bot.simulator.errors import (
     BAD_BINDING,
     EMPTY_PARAMETER,
@@ -40,8 +33,7 @@ class Kind(StrEnum):
     EXTEND = "extend"
 
 
-# Aspect ratios and camera movements: docs/pixverse.md, "Input limits".
-ASPECT_RATIOS = frozenset({"16:9", "4:3", "1:1", "3:4", "9:16"})  # v3.5–v5
+# Camera movements: docs/pixverse.md, "Input limits".
 # The documented camera movements plus the t2v guide's `auto_camera`.
 CAMERA_MOVEMENTS = frozenset(
     {
@@ -68,7 +60,6 @@ CAMERA_MOVEMENTS = frozenset(
         "auto_camera",
     }
 )
-CAMERA_MODELS = frozenset({Model.V4, Model.V4_5})  # camera_movement only on v4/v4.5
 # Ids are JSON integers (docs/pixverse.md, "Transport and trace ids"), taken up to uint64.
 ID_MAX = 2**64 - 1
 E = TypeVar("E", bound=StrEnum)
@@ -85,7 +76,7 @@ _REQUIRED: dict[Kind, tuple[str, ...]] = {
 class GenerateParams:
     kind: Kind
     prompt: str
-    model: Model
+    model: str
     duration: int
     quality: Quality
     motion: Motion = Motion.NORMAL
@@ -98,13 +89,16 @@ class GenerateParams:
     img_id: int | None = None
     source_video_id: int | None = None
     video_media_id: int | None = None
+    # generate_audio_switch (native audio) or sound_effect_switch (the sound effect)
+    audio: bool = False
+    multi_clip: bool = False
 
     @property
     def combination(self) -> Combination:
-        return Combination(self.model, self.quality, self.duration, self.motion)
+        return Combination(self.model, self.quality, self.duration, self.motion, self.audio)
 
 
-def parse_generate(kind: Kind, body: Any) -> GenerateParams:
+def parse_generate(kind: Kind, body: Any, catalogue: Catalogue) -> GenerateParams:
     """The checked parameters of one generate body, or ApiError with PixVerse's code."""
     if not isinstance(body, dict):
         raise ApiError(BAD_BINDING, "invalid binding request: body must be a JSON object")
@@ -116,29 +110,46 @@ def parse_generate(kind: Kind, body: Any) -> GenerateParams:
     prompt = _string(body, "prompt")
     assert prompt is not None  # checked as required above
     negative = _string(body, "negative_prompt")
-    model = _enum(body, "model", Model)
+    model = _string(body, "model")
+    if model is not None and model not in catalogue.models:
+        raise ApiError(BAD_BINDING, f"invalid binding request: model {model!r} is not supported")
     quality = _enum(body, "quality", Quality)
     motion = _enum(body, "motion_mode", Motion) or Motion.NORMAL
     style = _enum(body, "style", Style)
     duration = _integer(body, "duration", 0, ID_MAX)
     seed = _integer(body, "seed", 0, SEED_MAX)
-    aspect_ratio = _choice(body, "aspect_ratio", ASPECT_RATIOS) if kind is Kind.TEXT else None
+    aspect_ratio = (
+        _choice(body, "aspect_ratio", frozenset(catalogue.aspect_ratios))
+        if kind is Kind.TEXT
+        else None
+    )
     camera = _choice(body, "camera_movement", CAMERA_MOVEMENTS)
     template_id = _integer(body, "template_id", 1, ID_MAX)
     img_id = _integer(body, "img_id", 1, ID_MAX) if kind is Kind.IMAGE else None
     source_id = _integer(body, "source_video_id", 1, ID_MAX) if kind is Kind.EXTEND else None
     media_id = _integer(body, "video_media_id", 1, ID_MAX) if kind is Kind.EXTEND else None
-    for flag in ("water_mark", "sound_effect_switch", "lip_sync_switch"):
+    flags = (
+        "water_mark",
+        "sound_effect_switch",
+        "lip_sync_switch",
+        "generate_audio_switch",
+        "generate_multi_clip_switch",
+    )
+    for flag in flags:
         if flag in body and body[flag] is not None and not isinstance(body[flag], bool):
             raise ApiError(BAD_BINDING, f"invalid binding request: {flag} must be a boolean")
     assert model is not None and quality is not None and duration is not None
+    spec = catalogue.models[model]
 
-    if len(prompt) > PROMPT_MAX:
-        raise ApiError(PROMPT_TOO_LONG, f"prompt is longer than {PROMPT_MAX} characters")
-    if negative is not None and len(negative) > PROMPT_MAX:
+    if len(prompt) > spec.prompt_max:
+        raise ApiError(PROMPT_TOO_LONG, f"prompt is longer than {spec.prompt_max} characters")
+    if negative is not None and len(negative) > spec.negative_prompt_max:
         raise ApiError(
-            NEGATIVE_PROMPT_TOO_LONG, f"negative_prompt is longer than {PROMPT_MAX} characters"
+            NEGATIVE_PROMPT_TOO_LONG,
+            f"negative_prompt is longer than {spec.negative_prompt_max} characters",
         )
+    native_audio = body.get("generate_audio_switch") is True
+    multi_clip = body.get("generate_multi_clip_switch") is True
 
     params = GenerateParams(
         kind=kind,
@@ -156,11 +167,19 @@ def parse_generate(kind: Kind, body: Any) -> GenerateParams:
         img_id=img_id,
         source_video_id=source_id,
         video_media_id=media_id,
+        audio=native_audio or body.get("sound_effect_switch") is True,
+        multi_clip=multi_clip,
     )
     try:
-        check_combination(params.combination)
+        catalogue.check(params.combination)
+        if aspect_ratio is not None:
+            catalogue.check_aspect_ratio(model, aspect_ratio)
     except RuleViolation as exc:
         raise ApiError(INVALID_PARAMETER, str(exc)) from None
+    if native_audio and not spec.native_audio:
+        raise ApiError(INVALID_PARAMETER, f"generate_audio_switch is not supported on {model}")
+    if multi_clip and not spec.multi_shot:
+        raise ApiError(INVALID_PARAMETER, f"generate_multi_clip_switch is not supported on {model}")
     if kind is Kind.EXTEND and (source_id is None) == (media_id is None):
         # The two sources are mutually exclusive and one is needed (docs/pixverse.md,
         # "Endpoints used").
@@ -171,8 +190,8 @@ def parse_generate(kind: Kind, body: Any) -> GenerateParams:
         # camera_movement XOR template_id (docs/pixverse.md, "Input limits")
         if template_id is not None:
             raise ApiError(INVALID_PARAMETER, "camera_movement cannot be used with template_id")
-        if model not in CAMERA_MODELS:
-            raise ApiError(INVALID_PARAMETER, "camera_movement is only supported on v4 and v4.5")
+        if not spec.camera_movement:
+            raise ApiError(INVALID_PARAMETER, f"camera_movement is not supported on {model}")
     return params
 
 

@@ -16,12 +16,13 @@ import itertools
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.pixverse.rules import DURATIONS, SEED_MAX, Quality, credit_cost
+from bot.pixverse.catalogue import Catalogue, shipped_catalogue
+from bot.pixverse.rules import SEED_MAX, Quality, cost_key
 from bot.simulator.config import SimulatorConfig
 from bot.simulator.errors import (
     CONCURRENCY_LIMIT,
@@ -42,7 +43,7 @@ from bot.simulator.media import (
     output_size,
     parse_ratio,
 )
-from bot.simulator.params import GenerateParams, Kind
+from bot.simulator.params import GenerateParams, Kind, parse_generate
 
 # A prompt containing this marker ends in status 7 (moderation failed, credits refunded),
 # so tests and operators can exercise the asynchronous moderation path (status 7 in
@@ -220,6 +221,16 @@ class SimState:
         self._replay: dict[tuple[str, str], bytes] = {}
         self._stale: dict[tuple[str, str, int], bytes] = {}
 
+    @property
+    def catalogue(self) -> Catalogue:
+        """The models this PixVerse offers (the config's, read on each use so a running
+        simulator can be given another)."""
+        return self.config.catalogue or shipped_catalogue()
+
+    def parse(self, kind: Kind, body: Any) -> GenerateParams:
+        """A generate body checked as PixVerse would (``params.parse_generate``)."""
+        return parse_generate(kind, body, self.catalogue)
+
     # -- accounts ----------------------------------------------------------------------
 
     def key_accepted(self, key: str | None) -> bool:
@@ -337,7 +348,9 @@ class SimState:
         self._check_template(params)
         # The combination is already checked; the price is the catalogue's unless the
         # account is set to charge another (``price_overrides``).
-        credits = credit_cost(params.combination, self.config.price_overrides)
+        credits = self.config.price_overrides.get(
+            cost_key(params.combination), self.catalogue.price(params.combination)
+        )
         account = self.account(key)
         self.settle(account)
         if account.total < credits:
@@ -407,7 +420,9 @@ class SimState:
         if bounds is None:
             return self.config.gen_time
         low, high = bounds
-        centre = low + gen_time_weight(params.quality, params.duration) * (high - low)
+        durations = self.catalogue.spec(params.model).durations.values
+        weight = gen_time_weight(params.quality, params.duration, durations)
+        centre = low + weight * (high - low)
         drawn = centre * (1 + self._timing_rng.uniform(-GEN_TIME_JITTER, GEN_TIME_JITTER))
         if drawn < low:
             drawn = 2 * low - drawn
@@ -571,11 +586,12 @@ class SimState:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
 
-def gen_time_weight(quality: Quality, duration: int) -> float:
-    """Where a quality/duration sits in ``gen_time_range``: 0 (360p, shortest) to 1 (1080p,
-    longest), half from the quality's rank and half from the duration."""
+def gen_time_weight(quality: Quality, duration: int, durations: Sequence[int]) -> float:
+    """Where a quality/duration sits in ``gen_time_range``: 0 (360p, the model's shortest
+    duration) to 1 (1080p, its longest), half from the quality's rank and half from the
+    duration."""
     rank = _QUALITIES.index(quality) / (len(_QUALITIES) - 1)
-    shortest, longest = min(DURATIONS), max(DURATIONS)
+    shortest, longest = min(durations), max(durations)
     span = (duration - shortest) / (longest - shortest) if longest > shortest else 0.0
     return (rank + min(max(span, 0.0), 1.0)) / 2
 

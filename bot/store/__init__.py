@@ -6,7 +6,7 @@ Open it once at start, with the operator's limits, and inject it::
 
     limits = Limits(settings.daily_credits, settings.max_jobs_per_user, ...)
     store = await Store.open(
-        settings.database_path, limits=limits, cost_overrides=..., bot_user_id=...
+        settings.database_path, limits=limits, cost_overrides=..., catalogue=..., bot_user_id=...
     )
     ...
     await store.close()
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.pixverse.catalogue import Catalogue
 from bot.store.admin import QuotaAdmin
 from bot.store.budget import Budget, BudgetReached, BudgetView
 from bot.store.clock import Clock, utcnow
@@ -118,6 +119,11 @@ class Store:
     budget: Budget
     strikes: Strikes
 
+    @property
+    def catalogue(self) -> Catalogue:
+        """The model catalogue the store prices jobs with."""
+        return self.jobs.catalogue
+
     @classmethod
     async def open(
         cls,
@@ -126,11 +132,17 @@ class Store:
         limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
+        catalogue: Catalogue | None = None,
         bot_user_id: int = 0,
     ) -> Store:
         db = await Database.open(path)
         return cls.on(
-            db, limits=limits, clock=clock, cost_overrides=cost_overrides, bot_user_id=bot_user_id
+            db,
+            limits=limits,
+            clock=clock,
+            cost_overrides=cost_overrides,
+            catalogue=catalogue,
+            bot_user_id=bot_user_id,
         )
 
     @classmethod
@@ -141,6 +153,7 @@ class Store:
         limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
+        catalogue: Catalogue | None = None,
         bot_user_id: int = 0,
     ) -> Store:
         """The services on a database that is already open (``open`` opens it too).
@@ -152,7 +165,13 @@ class Store:
             limits=limits,
             clock=clock,
             ledger=Ledger(db, limits=limits, clock=clock),
-            jobs=JobStore(db, limits=limits, clock=clock, cost_overrides=cost_overrides),
+            jobs=JobStore(
+                db,
+                limits=limits,
+                clock=clock,
+                cost_overrides=cost_overrides,
+                catalogue=catalogue,
+            ),
             queue=FairQueue(db, clock=clock),
             admin=QuotaAdmin(db, limits=limits, clock=clock),
             moderation=Moderation(db, clock=clock),

@@ -82,7 +82,7 @@ class BudgetReached(Refusal):
         if left > 0:
             detail = (
                 f"this video costs {needed} credits but only {left} are left of it today: "
-                f"choose 5 s or a lower quality, or wait for {when}"
+                f"choose a shorter video or a lower quality, or wait for {when}"
             )
         else:
             detail = f"new videos start again after {when}"

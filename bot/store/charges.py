@@ -51,7 +51,7 @@ def record(
         " ON CONFLICT (model, quality, duration, variant, reserved, charged) DO UPDATE"
         " SET jobs = jobs + 1, last_at = excluded.last_at, last_job_id = excluded.last_job_id",
         (
-            params.model.value,
+            params.model,
             params.quality.value,
             params.duration,
             variant_of(params),

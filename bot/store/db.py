@@ -438,10 +438,17 @@ class Database:
                 self._tx_owner = None
 
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        return await self.read(lambda conn: _fetch_one(conn, sql, params))
+        return await self._read_statement(lambda conn: _fetch_one(conn, sql, params))
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await self.read(lambda conn: _fetch_all(conn, sql, params))
+        return await self._read_statement(lambda conn: _fetch_all(conn, sql, params))
+
+    async def _read_statement(self, fn: SyncFn[T]) -> T:
+        """One SELECT: outside a transaction SQLite gives each statement its own snapshot,
+        so the BEGIN and COMMIT that ``read`` wraps several statements in are not needed."""
+        self._check_usable()
+        async with self._lock:
+            return await self._call(fn)
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
         """One statement in its own (group-committed) write transaction."""

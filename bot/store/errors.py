@@ -9,6 +9,8 @@ from bot.refusal import Refusal
 # ``resets_at`` is kept on the exceptions so the Discord side can add a relative timestamp
 # (``<t:…:R>``), which each client renders in its own time zone.
 _RESET_HINT = "wait for the reset at 00:00 UTC"
+# Every model's price grows with duration and quality (the model catalogue's tables).
+_CHEAPER = "a shorter video or a lower quality"
 
 
 __all__ = ["Refusal"]  # the store's refusals below share the bot-wide base
@@ -64,7 +66,7 @@ class InsufficientCredits(Refusal):
         held = f" ({reserved} are held by your running jobs)" if reserved else ""
         # Suggest a cheaper video only when one would fit.
         cheaper = left > 0 if cheapest is None else left >= cheapest
-        change = f"choose 5 s or a lower quality, or {_RESET_HINT}" if cheaper else _RESET_HINT
+        change = f"choose {_CHEAPER}, or {_RESET_HINT}" if cheaper else _RESET_HINT
         super().__init__(
             f"This video costs {needed} credits but you have {left} left today{held}: {change}."
         )
@@ -77,7 +79,7 @@ class ServerCapReached(Refusal):
         self.cap = cap
         self.resets_at = resets_at
         self.shortfall = needed - left
-        change = f"choose 5 s or a lower quality, or {_RESET_HINT}" if left > 0 else _RESET_HINT
+        change = f"choose {_CHEAPER}, or {_RESET_HINT}" if left > 0 else _RESET_HINT
         super().__init__(
             f"This video costs {needed} credits but this server has {left} left of its daily "
             f"cap of {cap}: {change}."

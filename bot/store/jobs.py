@@ -6,7 +6,6 @@ is ``bot.store.queue``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -14,15 +13,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from bot.pixverse.rules import (
-    DURATIONS,
-    Combination,
-    Model,
-    Motion,
-    Quality,
-    RuleViolation,
-    credit_cost,
-)
+from bot.pixverse.catalogue import Catalogue, shipped_catalogue
+from bot.pixverse.rules import Combination, cost_key
 from bot.store import budget, charges, cooldown, ledger
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
@@ -96,17 +88,6 @@ def _states(states: JobState | str | Iterable[JobState | str]) -> list[str]:
     return [JobState(state).value for state in states]
 
 
-def _cheapest(overrides: dict[str, int]) -> int:
-    """The lowest price of any combination PixVerse accepts (for refusal hints)."""
-    prices = []
-    for model, quality, duration, motion in itertools.product(Model, Quality, DURATIONS, Motion):
-        try:
-            prices.append(credit_cost(Combination(model, quality, duration, motion), overrides))
-        except RuleViolation:
-            continue
-    return min(prices)
-
-
 class JobStore:
     """Jobs and their credits. Every method is one transaction (one thread hop)."""
 
@@ -117,19 +98,34 @@ class JobStore:
         limits: Limits,
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self._db = db
         self._limits = limits
         self._clock = clock
         self._cost_overrides = dict(cost_overrides or {})
-        self.cheapest = _cheapest(self._cost_overrides)
+        self.catalogue = catalogue or shipped_catalogue()
+        # The lowest price of any video, for refusal hints.
+        self.cheapest = self.catalogue.cheapest(self.combination_price)
 
     def _now(self) -> float:
         return to_ts(self._clock())
 
     def price(self, params: JobParams) -> int:
-        """Credits for these parameters: the cost table with the operator's overrides."""
-        return credit_cost(params.combination, self._cost_overrides)
+        """Credits for these parameters: the catalogue's price with the operator's overrides
+        (``CREDIT_COSTS``); RuleViolation when the catalogue refuses them."""
+        return self.combination_price(params.combination)
+
+    def combination_price(self, combo: Combination) -> int:
+        price = self.catalogue.price(combo)  # checks the combination first
+        override = self._cost_overrides.get(cost_key(combo))
+        if override is None:
+            return price
+        # An override replaces the video's price; asking for audio still adds its own.
+        video = self.catalogue.price(
+            Combination(combo.model, combo.quality, combo.duration, combo.motion)
+        )
+        return override + price - video
 
     # --- acceptance -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.pixverse.rules import SEED_MAX, Combination, Model, Motion, Quality, Style
+from bot.pixverse.rules import SEED_MAX, Combination, Motion, Quality, Style
 from bot.store.clock import from_ts
 
 
@@ -53,7 +53,9 @@ class JobParams(BaseModel):
 
     prompt: str
     negative_prompt: str | None = None
-    model: Model
+    # A model of the catalogue (bot.pixverse.catalogue) when the job was accepted; kept as
+    # written, so a job stays readable after its model leaves the catalogue.
+    model: str
     quality: Quality
     duration: int
     motion: Motion = Motion.NORMAL
@@ -95,7 +97,7 @@ class NewJob:
     # A re-roll reuses the parent's upload: PixVerse ids can be given up front.
     pixverse_img_id: int | None = None
     pixverse_media_id: int | None = None
-    # None: priced by bot.pixverse.rules.credit_cost with the store's overrides.
+    # None: priced by the store's catalogue with the operator's overrides.
     cost: int | None = None
     # Bytes the destination accepts as an attachment; None: the runner's default.
     upload_limit: int | None = None

@@ -15,7 +15,6 @@ import discord
 
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate
-from bot.pixverse.rules import PROMPT_MAX
 from bot.service import NotUsable, usable_source
 from bot.service.jobs import extension_of, reroll_of
 from bot.store.models import Job, JobKind, JobState
@@ -25,6 +24,7 @@ from bot.ui.context import services
 log = logging.getLogger(__name__)
 
 _MAX_JOB_ID = 2**63 - 1
+MODAL_TEXT_MAX = 4000
 _GONE = (
     "{what} no longer exists, so there is nothing to re-roll or extend; nothing was "
     "charged. Start a new job with `/video`."
@@ -122,6 +122,9 @@ class ExtendButton(
         # costs what the source cost (same model, quality and duration).
         await services(interaction).intake.precheck(interaction, source.params, check_prompt=False)
         modal = ExtendModal(self.job_id)
+        spec = services(interaction).store.catalogue.models.get(source.params.model)
+        if spec is not None:
+            modal.prompt.max_length = min(MODAL_TEXT_MAX, spec.prompt_max)
         # Not kept by discord.py (a stopped modal is not stored): every submission, also one
         # for a modal opened before a restart, goes through submit_extend_modal.
         modal.stop()
@@ -140,7 +143,9 @@ class ExtendModal(discord.ui.Modal, title="Extend this video"):
         label="What happens next?",
         style=discord.TextStyle.paragraph,
         min_length=1,
-        max_length=PROMPT_MAX,
+        # Discord's cap for a text input; the source's model sets the real limit
+        # (checked by extension_of against the catalogue).
+        max_length=MODAL_TEXT_MAX,
         placeholder="The camera pulls back to reveal…",
         custom_id=PROMPT_FIELD,
     )
@@ -164,7 +169,7 @@ async def submit_extend_modal(interaction: discord.Interaction[Any]) -> bool:
 
 async def _extend_from_modal(interaction: discord.Interaction[Any], job_id: int, text: str) -> None:
     source = await _finished_job(interaction, job_id)
-    params = extension_of(source, text)
+    params = extension_of(source, text, services(interaction).store.catalogue)
     await services(interaction).intake.accept(
         interaction, params, kind=JobKind.EXTEND, parent_job_id=source.id
     )

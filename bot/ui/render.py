@@ -98,7 +98,7 @@ def render(update: JobUpdate) -> Rendered:
         description=discord.utils.escape_markdown(prompt_start(options.prompt, 300)),
         colour=_COLOUR.get(update.state, discord.Colour.blurple()),
     )
-    embed.add_field(name="Model", value=options.model.value)
+    embed.add_field(name="Model", value=options.model)
     embed.add_field(name="Quality", value=options.quality.value)
     embed.add_field(name="Duration", value=f"{options.duration} s")
     if options.motion.value != "normal":
