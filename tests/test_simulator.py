@@ -599,6 +599,73 @@ async def test_extend_refuses_a_quoted_source_id(api: Api):
     assert err(answer) == 400013
 
 
+# -- text to video and transitions ------------------------------------------------------------
+
+
+def t2v(**extra: Any) -> dict[str, Any]:
+    body = {"prompt": "a lighthouse", "model": "v4.5", "duration": 5, "quality": "540p"}
+    return {**body, "aspect_ratio": "16:9", **extra}
+
+
+async def test_text_to_video_refuses_a_ratio_the_model_lacks_as_the_catalogue_says(api: Api):
+    answer = await api.generate("text", t2v(aspect_ratio="21:9"))
+    assert err(answer) == 400017
+    with pytest.raises(RuleViolation) as rule:
+        shipped_catalogue().check_aspect_ratio("v4.5", "21:9")
+    assert answer["ErrMsg"] == str(rule.value)
+    assert await api.balance() == START
+
+
+async def test_text_to_video_makes_21_9_on_v6(api: Api):
+    answer = await api.generate("text", t2v(model="v6", aspect_ratio="21:9", quality="360p"))
+    assert err(answer) == 0
+    done = await api.wait(answer["Resp"]["video_id"])
+    assert (done["outputWidth"], done["outputHeight"]) == (840, 360)
+    assert done["aspect_ratio"] == "21:9" and done["credits"] == 25
+
+
+def frames(first: Any, last: Any, **extra: Any) -> dict[str, Any]:
+    body = {"prompt": "day to night", "model": "v4.5", "duration": 5, "quality": "540p"}
+    return {**body, "first_frame_img": first, "last_frame_img": last, **extra}
+
+
+async def test_transition_from_two_uploaded_images_follows_the_first(api: Api):
+    first = await api.image(png(480, 640))
+    last = await api.image(png(640, 480))
+    answer = await api.generate("transition", frames(first, last, seed=3))
+    assert err(answer) == 0
+    done = await api.wait(answer["Resp"]["video_id"])
+    assert done["status"] == 1 and done["seed"] == 3 and done["credits"] == 45
+    assert (done["outputWidth"], done["outputHeight"]) == (540, 720)  # 3:4, as the first
+    assert await api.balance() == START - 45
+    [request] = api.sim.generate_requests
+    assert request.route == "transition_generate"
+
+
+@pytest.mark.parametrize("missing", ["first_frame_img", "last_frame_img", "prompt"])
+async def test_transition_needs_both_frames_and_a_prompt(api: Api, missing: str):
+    body = frames(await api.image(), await api.image())
+    del body[missing]
+    assert err(await api.generate("transition", body)) == 400011
+
+
+async def test_transition_frames_must_be_images_of_this_key(api: Api):
+    mine = await api.image()
+    theirs = await api.image(key="someone-else")
+    _, uploaded = await api.upload("/media/upload", "file", MP4, filename="clip.mp4")
+    video = uploaded["Resp"]["media_id"]
+    for first, last in ((mine, theirs), (theirs, mine), (mine, video), (mine, 987654)):
+        assert err(await api.generate("transition", frames(first, last))) == 400032, (first, last)
+    assert err(await api.generate("transition", frames(mine, str(mine)))) == 400013
+    assert await api.balance() == START
+
+
+async def test_transition_checks_the_combination_from_the_catalogue(api: Api):
+    body = frames(await api.image(), await api.image(), quality="1080p", duration=8)
+    answer = await api.generate("transition", body)
+    assert err(answer) == 400017
+
+
 # -- uploads -------------------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ from bot.pixverse.models import (
     GeneratedVideo,
     ImageToVideoRequest,
     TextToVideoRequest,
+    TransitionRequest,
     UploadedImage,
     UploadedMedia,
     VideoResult,
@@ -166,6 +167,9 @@ class PixVerseClient:
 
     async def text_to_video(self, request: TextToVideoRequest, *, trace_id: str) -> int:
         return await self._generate("/video/text/generate", request.body(), trace_id)
+
+    async def transition(self, request: TransitionRequest, *, trace_id: str) -> int:
+        return await self._generate("/video/transition/generate", request.body(), trace_id)
 
     async def extend(self, request: ExtendRequest, *, trace_id: str) -> int:
         return await self._generate("/video/extend/generate", request.body(), trace_id)

@@ -219,6 +219,15 @@ class TextToVideoRequest(_GenerateRequest):
     aspect_ratio: str = "16:9"
 
 
+class TransitionRequest(_GenerateRequest):
+    """A video from a first and a last frame, both uploaded images (docs/pixverse.md,
+    "Endpoints used"; the field names are ``first_frame_img``/``last_frame_img``, not
+    ``…_img_id``)."""
+
+    first_frame_img: int
+    last_frame_img: int
+
+
 class ExtendRequest(_GenerateRequest):
     source_video_id: int | None = None
     video_media_id: int | None = None

@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bot.simulator",
         description=(
-            "A local PixVerse API: uploads, image/text-to-video, extend, balance and result "
-            "polling, with a served sample mp4. Spends no credits. A prompt containing "
+            "A local PixVerse API: uploads, image/text-to-video, transitions, extend, balance "
+            "and result polling, with a served sample mp4. Spends no credits. A prompt containing "
             f"{MODERATION_MARKER!r} ends in moderation (status 7)."
         ),
     )

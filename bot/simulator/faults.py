@@ -24,13 +24,21 @@ class Route(StrEnum):
     MEDIA_UPLOAD = "media_upload"
     IMG_GENERATE = "img_generate"
     TEXT_GENERATE = "text_generate"
+    TRANSITION_GENERATE = "transition_generate"
     EXTEND_GENERATE = "extend_generate"
     RESULT = "result"
     EFFECT_TEMPLATES = "effect_templates"
     MEDIA = "media"  # the served files (finished videos and uploads)
 
 
-GENERATE_ROUTES = frozenset({Route.IMG_GENERATE, Route.TEXT_GENERATE, Route.EXTEND_GENERATE})
+GENERATE_ROUTES = frozenset(
+    {
+        Route.IMG_GENERATE,
+        Route.TEXT_GENERATE,
+        Route.TRANSITION_GENERATE,
+        Route.EXTEND_GENERATE,
+    }
+)
 
 
 class FaultKind(StrEnum):

@@ -30,6 +30,7 @@ from bot.simulator.errors import (
 class Kind(StrEnum):
     IMAGE = "img"
     TEXT = "text"
+    TRANSITION = "transition"
     EXTEND = "extend"
 
 
@@ -68,6 +69,14 @@ E = TypeVar("E", bound=StrEnum)
 _REQUIRED: dict[Kind, tuple[str, ...]] = {
     Kind.TEXT: ("prompt", "model", "duration", "quality", "aspect_ratio"),
     Kind.IMAGE: ("prompt", "model", "duration", "quality", "img_id"),
+    Kind.TRANSITION: (
+        "prompt",
+        "model",
+        "duration",
+        "quality",
+        "first_frame_img",
+        "last_frame_img",
+    ),
     Kind.EXTEND: ("prompt", "model", "duration", "quality"),  # + one source id
 }
 
@@ -87,6 +96,9 @@ class GenerateParams:
     camera_movement: str | None = None
     aspect_ratio: str | None = None
     img_id: int | None = None
+    # A transition's first and last frames (uploaded images).
+    first_frame_img: int | None = None
+    last_frame_img: int | None = None
     source_video_id: int | None = None
     video_media_id: int | None = None
     # generate_audio_switch (native audio) or sound_effect_switch (the sound effect)
@@ -126,6 +138,9 @@ def parse_generate(kind: Kind, body: Any, catalogue: Catalogue) -> GenerateParam
     camera = _choice(body, "camera_movement", CAMERA_MOVEMENTS)
     template_id = _integer(body, "template_id", 1, ID_MAX)
     img_id = _integer(body, "img_id", 1, ID_MAX) if kind is Kind.IMAGE else None
+    frames = kind is Kind.TRANSITION
+    first_frame = _integer(body, "first_frame_img", 1, ID_MAX) if frames else None
+    last_frame = _integer(body, "last_frame_img", 1, ID_MAX) if frames else None
     source_id = _integer(body, "source_video_id", 1, ID_MAX) if kind is Kind.EXTEND else None
     media_id = _integer(body, "video_media_id", 1, ID_MAX) if kind is Kind.EXTEND else None
     flags = (
@@ -165,6 +180,8 @@ def parse_generate(kind: Kind, body: Any, catalogue: Catalogue) -> GenerateParam
         camera_movement=camera,
         aspect_ratio=aspect_ratio,
         img_id=img_id,
+        first_frame_img=first_frame,
+        last_frame_img=last_frame,
         source_video_id=source_id,
         video_media_id=media_id,
         audio=native_audio or body.get("sound_effect_switch") is True,

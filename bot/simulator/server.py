@@ -180,6 +180,11 @@ def create_app(state: SimState) -> web.Application:
         f"{API}/video/text/generate", handlers.generate(Kind.TEXT), name=Route.TEXT_GENERATE
     )
     router.add_post(
+        f"{API}/video/transition/generate",
+        handlers.generate(Kind.TRANSITION),
+        name=Route.TRANSITION_GENERATE,
+    )
+    router.add_post(
         f"{API}/video/extend/generate",
         handlers.generate(Kind.EXTEND),
         name=Route.EXTEND_GENERATE,

@@ -442,11 +442,15 @@ class SimState:
             assert params.aspect_ratio is not None
             return parse_ratio(params.aspect_ratio)
         if params.kind is Kind.IMAGE:
-            image = self.uploads.get(params.img_id or 0)
-            if image is None or image.kind != "image" or image.owner != key:
-                raise ApiError(INVALID_IMAGE_ID, f"invalid image id: {params.img_id}")
+            image = self._image(key, params.img_id)
             assert image.width and image.height
             return image.width / image.height
+        if params.kind is Kind.TRANSITION:
+            # Both frames must be this account's images; the video follows the first.
+            first = self._image(key, params.first_frame_img)
+            self._image(key, params.last_frame_img)
+            assert first.width and first.height
+            return first.width / first.height
         if params.source_video_id is not None:
             source = self.jobs.get(params.source_video_id)
             if source is None or source.owner != key or source.status(self.clock()) != DONE:
@@ -465,6 +469,12 @@ class SimState:
         if media.kind != "video":
             raise ApiError(INVALID_PARAMETER, "Invalid media_type: not a video resource")
         return 16 / 9  # the upload's own size is not parsed; 16:9 is the common case
+
+    def _image(self, key: str, img_id: int | None) -> Upload:
+        image = self.uploads.get(img_id or 0)
+        if image is None or image.kind != "image" or image.owner != key:
+            raise ApiError(INVALID_IMAGE_ID, f"invalid image id: {img_id}")
+        return image
 
     def _check_template(self, params: GenerateParams) -> None:
         if params.template_id is None:
