@@ -26,6 +26,7 @@ from bot.store import (
     AuditNote,
     CancelResult,
     Job,
+    JobInput,
     JobKind,
     JobParams,
     JobSource,
@@ -35,6 +36,7 @@ from bot.store import (
     TooManyJobs,
 )
 from bot.store import ledger as ledger_sql
+from bot.store.models import LAST_FRAME
 
 ALICE, BOB, CAROL = 1, 2, 3
 
@@ -447,3 +449,41 @@ async def test_job_timestamps_are_aware_utc(store: Store) -> None:
     stored = await store.jobs.get(job.id)
     assert stored.created_at.tzinfo is UTC
     assert stored.created_at == datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+
+
+# --- a transition's two pictures ------------------------------------------------------------
+
+
+async def test_a_transitions_last_frame_is_kept_until_pixverse_has_both(store: Store) -> None:
+    last = JobInput("night.png", "image/png", b"night frame")
+    job = await create(store, ALICE, with_input=True, last_input=last)
+    assert await store.jobs.get_input(job.id, LAST_FRAME) == last
+    first = await store.jobs.get_input(job.id)
+    assert first is not None and first.filename == "cat.png"
+
+    assert await store.jobs.transition(job.id, JobState.QUEUED, JobState.UPLOADING)
+    assert await store.jobs.transition(
+        job.id,
+        JobState.UPLOADING,
+        JobState.SUBMITTED,
+        drop_input=True,
+        trace_id="trace-frames",
+        pixverse_img_id=11,
+        pixverse_last_img_id=12,
+    )
+    assert await store.jobs.get_input(job.id) is None
+    assert await store.jobs.get_input(job.id, LAST_FRAME) is None
+    stored = await store.jobs.get(job.id)
+    assert stored is not None
+    assert (stored.pixverse_img_id, stored.pixverse_last_img_id) == (11, 12)
+
+
+async def test_a_transition_that_ends_early_leaves_no_picture_behind(store: Store) -> None:
+    last = JobInput("night.png", "image/png", b"night frame")
+    cancelled = await create(store, ALICE, with_input=True, last_input=last)
+    failed = await create(store, BOB, with_input=True, last_input=last)
+    assert await count(store, "job_extra_inputs") == 2
+    assert (await store.jobs.cancel(cancelled.id, by_user_id=ALICE)).ok
+    assert await store.jobs.finish_failed(failed.id, "PixVerse could not generate this video.")
+    assert await count(store, "job_extra_inputs") == 0
+    assert await count(store, "job_inputs") == 0

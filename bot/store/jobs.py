@@ -22,6 +22,7 @@ from bot.store.db import Database, StorageUnavailable
 from bot.store.models import (
     ACTIVE_SQL,
     FINAL_STATES,
+    LAST_FRAME,
     AuditNote,
     CancelOutcome,
     CancelResult,
@@ -47,6 +48,7 @@ UPDATABLE_FIELDS = frozenset(
         "params",
         "pixverse_img_id",
         "pixverse_media_id",
+        "pixverse_last_img_id",
         "pixverse_video_id",
         "trace_id",
         "result_url",
@@ -154,10 +156,11 @@ class JobStore:
             numbers = self._check_member(conn, new_job.guild_id, new_job.user_id, cost, roles, now)
             row: sqlite3.Row = conn.execute(
                 "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
-                " cost, state, pixverse_img_id, pixverse_media_id, status_channel_id,"
-                " status_message_id, interaction_token, interaction_expires_at, created_at,"
-                " updated_at, upload_limit)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                " cost, state, pixverse_img_id, pixverse_media_id, pixverse_last_img_id,"
+                " status_channel_id, status_message_id, interaction_token,"
+                " interaction_expires_at, created_at, updated_at, upload_limit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING *",
                 (
                     new_job.guild_id,
                     new_job.channel_id,
@@ -168,6 +171,7 @@ class JobStore:
                     cost,
                     new_job.pixverse_img_id,
                     new_job.pixverse_media_id,
+                    new_job.pixverse_last_img_id,
                     status_channel,
                     new_job.status_message_id,
                     new_job.interaction_token,
@@ -186,6 +190,20 @@ class JobStore:
                         new_job.input.filename,
                         new_job.input.content_type,
                         new_job.input.data,
+                        now,
+                    ),
+                )
+            if new_job.last_input is not None:
+                conn.execute(
+                    "INSERT INTO job_extra_inputs"
+                    " (job_id, slot, filename, content_type, data, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        row["id"],
+                        LAST_FRAME,
+                        new_job.last_input.filename,
+                        new_job.last_input.content_type,
+                        new_job.last_input.data,
                         now,
                     ),
                 )
@@ -257,10 +275,19 @@ class JobStore:
         row = await self._db.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else Job.from_row(row)
 
-    async def get_input(self, job_id: int) -> JobInput | None:
-        row = await self._db.fetch_one(
-            "SELECT filename, content_type, data FROM job_inputs WHERE job_id = ?", (job_id,)
-        )
+    async def get_input(self, job_id: int, slot: str | None = None) -> JobInput | None:
+        """The job's stored input file, or with ``slot`` another one (a transition's last
+        frame: ``LAST_FRAME``); None once PixVerse has it."""
+        if slot is None:
+            row = await self._db.fetch_one(
+                "SELECT filename, content_type, data FROM job_inputs WHERE job_id = ?", (job_id,)
+            )
+        else:
+            row = await self._db.fetch_one(
+                "SELECT filename, content_type, data FROM job_extra_inputs"
+                " WHERE job_id = ? AND slot = ?",
+                (job_id, slot),
+            )
         return None if row is None else JobInput(row[0], row[1], bytes(row[2]))
 
     async def list_for_user(
@@ -387,7 +414,7 @@ class JobStore:
         def move(conn: sqlite3.Connection) -> bool:
             changed = conn.execute(sql, params).rowcount == 1
             if changed and drop_input:
-                conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+                _drop_inputs(conn, job_id)
             return changed
 
         return await self._db.write(move)
@@ -433,7 +460,7 @@ class JobStore:
             row = conn.execute(sql, params).fetchone()
             if row is None:
                 return False
-            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            _drop_inputs(conn, job_id)
             ledger.commit(conn, job_id, now, charged=charged)
             reserved = int(row["cost"])
             if charged is not None and charged != reserved:
@@ -478,7 +505,7 @@ class JobStore:
                 " delivery_since = ? WHERE id = ?",
                 (target.value, error, now, now, now, job_id),
             )
-            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            _drop_inputs(conn, job_id)
             released = ledger.release(conn, job_id, now, error or target.value)
             if audit is not None:
                 _audit_job(conn, row, job_id, audit, target, released, now)
@@ -516,7 +543,7 @@ class JobStore:
                 " delivery_since = ? WHERE id = ? AND state = 'queued'",
                 (reason or "cancelled", now, now, now, job_id),
             )
-            conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            _drop_inputs(conn, job_id)
             released = ledger.release(conn, job_id, now, reason or "cancelled")
             if audit is not None:
                 _audit_job(conn, row, job_id, audit, JobState.CANCELLED, released, now)
@@ -619,6 +646,12 @@ async def forget_tokens_forever(jobs: JobStore, *, every: float = TOKEN_SWEEP_EV
             if cleared:
                 log.debug("Cleared %d expired interaction token(s)", cleared)
         await asyncio.sleep(every)
+
+
+def _drop_inputs(conn: sqlite3.Connection, job_id: int) -> None:
+    """PixVerse has the job's files, or the job ended: its stored inputs go."""
+    conn.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM job_extra_inputs WHERE job_id = ?", (job_id,))
 
 
 def _audit_job(

@@ -286,7 +286,26 @@ CREATE TABLE price_differences (
 CREATE INDEX ix_price_differences_last ON price_differences (last_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+# 11: /transition (issue 10, item 3): a job with two uploaded images.
+# * job_extra_inputs: an input file beyond the one in job_inputs, per named slot (a
+#   transition's last frame: 'last_frame'), kept like job_inputs only until PixVerse has it
+#   and deleted with it; job_inputs is left as released, so older rows need no copy.
+# * jobs.pixverse_last_img_id: the last frame's PixVerse image id (the first frame's is
+#   pixverse_img_id), kept so a re-roll reuses both uploads.
+_V11 = """
+CREATE TABLE job_extra_inputs (
+    job_id       INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    slot         TEXT NOT NULL CHECK (length(slot) BETWEEN 1 AND 32),
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data         BLOB NOT NULL,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (job_id, slot)
+);
+ALTER TABLE jobs ADD COLUMN pixverse_last_img_id INTEGER;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 
 
 class SchemaTooNew(RuntimeError):

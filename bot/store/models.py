@@ -34,15 +34,25 @@ ACTIVE_SQL = "('queued', 'uploading', 'submitted', 'generating')"
 
 
 class JobKind(StrEnum):
-    VIDEO = "video"
+    VIDEO = "video"  # /video: an image animated
     EXTEND = "extend"
     REROLL = "reroll"
+    TEXT = "text"  # /imagine: a video from text alone
+    TRANSITION = "transition"  # /transition: a video from a first and a last frame
 
 
 class JobSource(StrEnum):
     IMAGE = "image"  # an uploaded image (job_inputs until PixVerse has it, then pixverse_img_id)
     VIDEO = "video"  # an uploaded video (then pixverse_media_id)
     JOB = "job"  # one of the bot's finished jobs (parent_job_id → its pixverse_video_id)
+    TEXT = "text"  # nothing uploaded: the prompt and the aspect ratio
+    # Two uploaded images: the first frame as IMAGE's (job_inputs, then pixverse_img_id), the
+    # last frame in job_extra_inputs (slot LAST_FRAME), then pixverse_last_img_id.
+    FRAMES = "frames"
+
+
+# The job_extra_inputs slot of a transition's last frame.
+LAST_FRAME = "last_frame"
 
 
 class JobParams(BaseModel):
@@ -64,6 +74,8 @@ class JobParams(BaseModel):
     template_id: int | None = None
     effect: str | None = None
     source: JobSource = JobSource.IMAGE
+    # A text video's aspect ratio (source TEXT); other videos follow their input.
+    aspect_ratio: str | None = None
     # What the member was told at acceptance (e.g. an option left out); shown on the status.
     notes: tuple[str, ...] = ()
 
@@ -90,6 +102,8 @@ class NewJob:
     kind: JobKind = JobKind.VIDEO
     parent_job_id: int | None = None
     input: JobInput | None = None
+    # A transition's last frame (the first is ``input``).
+    last_input: JobInput | None = None
     interaction_token: str | None = None
     interaction_expires_at: datetime | None = None
     status_channel_id: int | None = None
@@ -97,6 +111,7 @@ class NewJob:
     # A re-roll reuses the parent's upload: PixVerse ids can be given up front.
     pixverse_img_id: int | None = None
     pixverse_media_id: int | None = None
+    pixverse_last_img_id: int | None = None
     # None: priced by the store's catalogue with the operator's overrides.
     cost: int | None = None
     # Bytes the destination accepts as an attachment; None: the runner's default.
@@ -136,6 +151,8 @@ class Job:
     upload_limit: int | None = None
     # Set while the final status (video or failure) has not yet reached Discord.
     delivery_since: datetime | None = None
+    # A transition's last frame at PixVerse (its first is pixverse_img_id).
+    pixverse_last_img_id: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -178,6 +195,7 @@ class Job:
             finished_at=from_ts(row["finished_at"]),
             upload_limit=row["upload_limit"],
             delivery_since=from_ts(row["delivery_since"]),
+            pixverse_last_img_id=row["pixverse_last_img_id"],
         )
 
 
