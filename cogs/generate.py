@@ -1,4 +1,5 @@
-"""/video and /extend: parse → validate → hand to the intake → the status message answers."""
+"""/video, /extend, /imagine and /transition: parse → validate → hand to the intake → the
+status message answers."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ from bot.ui.render import prompt_start
 if TYPE_CHECKING:
     from bot.app import PixBot
 
-# The model, quality, motion and duration options, and the prompts' lengths, come from the
-# model catalogue when the cog loads (``catalogue_options``): plain types here, so a changed
-# catalogue changes the command definitions (and the hash-based sync sends them again).
+# The model, quality, motion, duration and aspect ratio options, and the prompts' lengths,
+# come from the model catalogue when the cog loads (``catalogue_options``): plain types here,
+# so a changed catalogue changes the command definitions (and the hash-based sync sends them
+# again).
 StyleChoice = Literal["anime", "3d_animation", "clay", "comic", "cyberpunk"]
 Seed = app_commands.Range[int, 0, SEED_MAX]
 ATTACHMENT_TIMEOUT = 60.0  # seconds for one attachment download
@@ -52,11 +54,21 @@ _OPTION_HELP = {
     "seed": "Seed for a repeatable result (0–2147483647); random when left out",
     "effect": "A PixVerse effect: start typing to pick one",
 }
+_IMAGINE_HELP = {
+    **{name: text for name, text in _OPTION_HELP.items() if name != "effect"},
+    "aspect_ratio": "Shape of the video (16:9 when left out); the model decides which it makes",
+}
+_TRANSITION_HELP = {
+    **{name: text for name, text in _OPTION_HELP.items() if name != "effect"},
+    "prompt": "What happens between the first and the last frame",
+    "first": "The first frame: a PNG, JPEG or WebP picture",
+    "last": "The last frame: a PNG, JPEG or WebP picture",
+}
 
 
 def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: Catalogue) -> None:
-    """Give ``command``'s model, quality, motion and duration options the catalogue's choices
-    and ranges, and its prompts the longest length any model takes.
+    """Give ``command``'s model, quality, motion, duration and aspect ratio options (those it
+    has) the catalogue's choices and ranges, and its prompts the longest length any model takes.
 
     discord.py copies a cog's commands per instance but shares their parameter objects, so
     each is replaced, never changed in place (another bot in the same process may hold a
@@ -92,16 +104,21 @@ def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: C
             "max_value": high,
             "description": f"Length in seconds ({low}–{high}); the model decides which it makes",
         },
+        # Every ratio some model makes; the chosen model's own are checked (build_options).
+        "aspect_ratio": {
+            "choices": [app_commands.Choice(name=r, value=r) for r in catalogue.aspect_ratios]
+        },
     }
     for name, change in changes.items():
-        params[name] = dataclasses.replace(params[name], **change)
+        if name in params:
+            params[name] = dataclasses.replace(params[name], **change)
 
 
 class Generate(commands.Cog):
     def __init__(self, bot: PixBot) -> None:
         self.bot = bot
         # Before the cog is added (and the tree synced): the catalogue's choices.
-        for command in (self.video, self.extend):
+        for command in (self.video, self.extend, self.imagine, self.transition):
             catalogue_options(command, bot.settings.catalogue)
 
     async def _params(self, source: JobSource, **options: Any) -> JobParams:
@@ -156,15 +173,92 @@ class Generate(commands.Cog):
         prepared = await within_deadline(
             interaction, _download(self.bot, image, prepare_image, IMAGE_MAX_BYTES)
         )
-        if prepared.scaled_from is not None:
-            width, height = prepared.scaled_from
-            note = (
-                f"The image was {width}×{height}; it was scaled to "
-                f"{prepared.width}×{prepared.height} for PixVerse."
-            )
-            params = params.model_copy(update={"notes": (*params.notes, note)})
+        params = _note_scaling(params, prepared, "The image")
         await self.bot.intake.accept(
             interaction, params, upload=_job_input(prepared), prechecked=True
+        )
+
+    @app_commands.command(name="imagine", description="Make a video from text alone")
+    @app_commands.guild_only()
+    @app_commands.describe(**_IMAGINE_HELP)
+    async def imagine(
+        self,
+        interaction: discord.Interaction[PixBot],
+        prompt: str,
+        aspect_ratio: str | None = None,
+        negative_prompt: str | None = None,
+        model: str | None = None,
+        quality: str | None = None,
+        duration: int | None = None,
+        motion: str | None = None,
+        style: StyleChoice | None = None,
+        seed: Seed | None = None,
+    ) -> None:
+        params = await self._params(
+            JobSource.TEXT,
+            prompt=prompt,
+            aspect_ratio=aspect_ratio,
+            negative_prompt=negative_prompt,
+            model=model,
+            quality=quality,
+            duration=duration,
+            motion=motion,
+            style=style,
+            seed=seed,
+        )
+        await self.bot.intake.accept(interaction, params, kind=JobKind.TEXT)
+
+    @app_commands.command(
+        name="transition", description="Make a video that moves from a first frame to a last one"
+    )
+    @app_commands.guild_only()
+    @app_commands.describe(**_TRANSITION_HELP)
+    async def transition(
+        self,
+        interaction: discord.Interaction[PixBot],
+        first: discord.Attachment,
+        last: discord.Attachment,
+        prompt: str,
+        negative_prompt: str | None = None,
+        model: str | None = None,
+        quality: str | None = None,
+        duration: int | None = None,
+        motion: str | None = None,
+        style: StyleChoice | None = None,
+        seed: Seed | None = None,
+    ) -> None:
+        params = await self._params(
+            JobSource.FRAMES,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            quality=quality,
+            duration=duration,
+            motion=motion,
+            style=style,
+            seed=seed,
+        )
+        await self.bot.intake.precheck(interaction, params)
+        # Both are checked as /video's image is, before anything is charged: the declared
+        # type and size of both first, then each file's bytes.
+        for frame in (first, last):
+            check_declared_image(frame.filename, frame.content_type, frame.size)
+
+        async def download_both() -> tuple[PreparedMedia, PreparedMedia]:
+            first_frame = await _download(self.bot, first, prepare_image, IMAGE_MAX_BYTES)
+            last_frame = await _download(self.bot, last, prepare_image, IMAGE_MAX_BYTES)
+            return first_frame, last_frame
+
+        first_frame, last_frame = await within_deadline(interaction, download_both())
+        params = _note_scaling(params, first_frame, "The first image")
+        params = _note_scaling(params, last_frame, "The last image")
+        await self.bot.intake.accept(
+            interaction,
+            params,
+            kind=JobKind.TRANSITION,
+            upload=_job_input(first_frame),
+            last_upload=_job_input(last_frame),
+            prechecked=True,
         )
 
     @app_commands.command(name="extend", description="Continue a video with a new prompt")
@@ -304,6 +398,18 @@ async def _download(
         ) from None
     result: PreparedMedia = await asyncio.to_thread(prepare, data, attachment.filename)
     return result
+
+
+def _note_scaling(params: JobParams, prepared: PreparedMedia, what: str) -> JobParams:
+    """Tell the member when their picture was scaled down for PixVerse."""
+    if prepared.scaled_from is None:
+        return params
+    width, height = prepared.scaled_from
+    note = (
+        f"{what} was {width}×{height}; it was scaled to "
+        f"{prepared.width}×{prepared.height} for PixVerse."
+    )
+    return params.model_copy(update={"notes": (*params.notes, note)})
 
 
 def _job_input(prepared: PreparedMedia) -> JobInput:

@@ -10,7 +10,7 @@ from fakediscord import permissions
 from bot.store import Limits, Store
 from bot.sync import SYNC_HASH_KEY
 
-REQUIRED = {"video", "extend", "jobs", "cancel", "quota", "quota-admin"}
+REQUIRED = {"video", "extend", "imagine", "transition", "jobs", "cancel", "quota", "quota-admin"}
 # Every command the README's command table names; nothing else may be synced.
 KNOWN = REQUIRED | {"mod", "status"}
 ATTACHMENT, STRING, INTEGER, USER, ROLE, SUB_COMMAND = 11, 3, 4, 6, 8, 1
@@ -118,6 +118,71 @@ async def test_extend_takes_a_video_or_a_job_and_the_video_options(world):
     assert extend["job"].get("autocomplete") is True
 
 
+async def test_imagine_takes_the_video_options_but_image_and_effect_plus_an_aspect_ratio(world):
+    await world.start_bot()
+    imagine = world.fake.command("imagine", world.guild)
+    options = by_name(imagine["options"])
+    assert [o["name"] for o in imagine["options"]] == [
+        "prompt",
+        "aspect_ratio",
+        "negative_prompt",
+        "model",
+        "quality",
+        "duration",
+        "motion",
+        "style",
+        "seed",
+    ]
+    required = {name for name, option in options.items() if option.get("required")}
+    assert required == {"prompt"}
+    assert options["aspect_ratio"]["type"] == STRING
+    # Every ratio of the shipped catalogue, 16:9 first (the default); each model's own are
+    # checked after the member chose.
+    assert choice_values(options["aspect_ratio"]) == [
+        "16:9",
+        "4:3",
+        "1:1",
+        "3:4",
+        "9:16",
+        "2:3",
+        "3:2",
+        "21:9",
+    ]
+    video = by_name(world.fake.command("video", world.guild)["options"])
+    for name in ("model", "quality", "motion", "style"):
+        assert choice_values(options[name]) == choice_values(video[name]), name
+    for name in ("duration", "seed"):
+        assert (options[name]["min_value"], options[name]["max_value"]) == (
+            video[name]["min_value"],
+            video[name]["max_value"],
+        ), name
+    assert options["prompt"]["max_length"] == video["prompt"]["max_length"]
+
+
+async def test_transition_takes_two_pictures_a_prompt_and_the_video_options(world):
+    await world.start_bot()
+    transition = world.fake.command("transition", world.guild)
+    options = by_name(transition["options"])
+    assert [o["name"] for o in transition["options"]] == [
+        "first",
+        "last",
+        "prompt",
+        "negative_prompt",
+        "model",
+        "quality",
+        "duration",
+        "motion",
+        "style",
+        "seed",
+    ]
+    required = {name for name, option in options.items() if option.get("required")}
+    assert required == {"first", "last", "prompt"}
+    assert options["first"]["type"] == options["last"]["type"] == ATTACHMENT
+    video = by_name(world.fake.command("video", world.guild)["options"])
+    for name in ("model", "quality", "motion", "style"):
+        assert choice_values(options[name]) == choice_values(video[name]), name
+
+
 async def test_quota_admin_has_every_subcommand_with_its_options(world):
     await world.start_bot()
     group = world.fake.command("quota-admin", world.guild)
@@ -161,7 +226,7 @@ async def test_quota_admin_defaults_to_manage_server_and_member_commands_to_ever
     commands = by_name(world.fake.synced_commands(world.guild))
     assert commands["quota-admin"]["default_member_permissions"] == str(permissions.MANAGE_GUILD)
     assert permissions.MANAGE_GUILD == 32
-    for name in ("video", "extend", "jobs", "cancel", "quota"):
+    for name in ("video", "extend", "imagine", "transition", "jobs", "cancel", "quota"):
         assert commands[name]["default_member_permissions"] is None, name
 
 

@@ -7,6 +7,7 @@ import pytest
 from bot.jobs.options import Defaults, OptionRejected, build_options
 from bot.pixverse.catalogue import shipped_catalogue
 from bot.pixverse.rules import Motion, Quality
+from bot.store.models import JobSource
 
 CATALOGUE = shipped_catalogue()
 DEFAULTS = Defaults("v4.5", Quality.P540, 5)
@@ -124,3 +125,24 @@ def test_limits_count_the_cleaned_text():
         build(prompt="\u200b" + "a" * 2049)
     with pytest.raises(OptionRejected, match="negative prompt is 2049"):
         build(negative_prompt="b" * 2049 + "\u202e")
+
+
+# --- aspect ratios: text videos only (/imagine) ------------------------------------------------
+
+
+def test_a_text_video_without_a_ratio_is_16_9_and_other_videos_carry_none():
+    assert build(source=JobSource.TEXT).aspect_ratio == "16:9"
+    assert build(source=JobSource.TEXT, aspect_ratio="9:16").aspect_ratio == "9:16"
+    assert build().aspect_ratio is None
+    assert build(source=JobSource.FRAMES).aspect_ratio is None
+
+
+def test_a_ratio_the_model_lacks_is_refused_naming_the_models_that_make_it():
+    with pytest.raises(OptionRejected, match=r"v4\.5 has no 21:9 .*16:9.*\(v6, c1\)"):
+        build(source=JobSource.TEXT, aspect_ratio="21:9")
+    assert build(source=JobSource.TEXT, aspect_ratio="21:9", model="c1").aspect_ratio == "21:9"
+
+
+def test_a_ratio_for_a_video_that_follows_its_input_is_refused():
+    with pytest.raises(OptionRejected, match="follows its input"):
+        build(aspect_ratio="1:1")

@@ -19,6 +19,7 @@ from bot.refusal import Refusal
 from bot.store.models import JobParams, JobSource
 
 EnumT = TypeVar("EnumT", Quality, Motion, Style)
+DEFAULT_ASPECT_RATIO = "16:9"
 
 
 class OptionRejected(Refusal, ValueError):
@@ -50,13 +51,16 @@ def build_options(
     style: str | None = None,
     seed: int | None = None,
     effect: str | None = None,
+    aspect_ratio: str | None = None,
     source: JobSource = JobSource.IMAGE,
 ) -> JobParams:
     """Apply defaults and check every option and combination; raise OptionRejected.
 
     The prompts are cleaned first (``clean_prompt``), so the limits, the server's word filter,
     the public messages and PixVerse all see the same visible text. A negative prompt with
-    nothing visible is left out, as an empty one is."""
+    nothing visible is left out, as an empty one is. ``aspect_ratio`` belongs to a video made
+    from text alone (source TEXT), checked against the model's own ratios; other videos
+    follow their input and take none."""
     prompt = clean_prompt(prompt)
     if not prompt:
         raise OptionRejected(
@@ -75,6 +79,15 @@ def build_options(
         spec = catalogue.spec(chosen_model)
         catalogue.check_prompts(chosen_model, prompt, negative)
         catalogue.check(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
+        chosen_ratio = None
+        if source is JobSource.TEXT:
+            chosen_ratio = aspect_ratio or _default_ratio(spec.aspect_ratios)
+            catalogue.check_aspect_ratio(chosen_model, chosen_ratio)
+        elif aspect_ratio:
+            raise OptionRejected(
+                "An aspect ratio is for videos made from text (`/imagine`): this video "
+                "follows its input."
+            )
     except RuleViolation as exc:
         raise OptionRejected(str(exc)) from None
 
@@ -110,8 +123,14 @@ def build_options(
         seed=random_seed() if seed is None else seed,
         effect=effect_name,
         template_id=template_id,
+        aspect_ratio=chosen_ratio,
         notes=tuple(notes),
     )
+
+
+def _default_ratio(ratios: tuple[str, ...]) -> str:
+    # 16:9 when the member names none (interface.md, /imagine), else the model's first.
+    return DEFAULT_ASPECT_RATIO if DEFAULT_ASPECT_RATIO in ratios else ratios[0]
 
 
 def _enum(kind: type[EnumT], value: str | None, default: Any, name: str) -> EnumT:

@@ -52,7 +52,9 @@ from bot.pixverse import (
     OutOfCredits,
     PixVerseClient,
     PixVerseError,
+    TextToVideoRequest,
     TransientError,
+    TransitionRequest,
     VideoResult,
     VideoStatus,
     job_label,
@@ -60,7 +62,15 @@ from bot.pixverse import (
 )
 from bot.store import Store
 from bot.store.db import StorageUnavailable
-from bot.store.models import AuditNote, Job, JobInput, JobParams, JobSource, JobState
+from bot.store.models import (
+    LAST_FRAME,
+    AuditNote,
+    Job,
+    JobInput,
+    JobParams,
+    JobSource,
+    JobState,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -380,17 +390,31 @@ class JobRunner:
 
     async def _upload(self, job: Job) -> Job:
         source = job.params.source
-        if source is JobSource.IMAGE and job.pixverse_img_id is None:
+        if source in (JobSource.IMAGE, JobSource.FRAMES) and job.pixverse_img_id is None:
             image = await self._send_input(job, self._pixverse.upload_image, "image/upload")
-            return replace(job, pixverse_img_id=image.img_id)
+            job = replace(job, pixverse_img_id=image.img_id)
+        if source is JobSource.FRAMES and job.pixverse_last_img_id is None:
+            # The ids are kept with the SUBMITTED transition: a crash before it uploads both
+            # again (uploads are free; docs/pixverse.md, "Credits").
+            last = await self._send_input(
+                job, self._pixverse.upload_image, "image/upload", slot=LAST_FRAME
+            )
+            job = replace(job, pixverse_last_img_id=last.img_id)
         if source is JobSource.VIDEO and job.pixverse_media_id is None:
             media = await self._send_input(job, self._pixverse.upload_media, "media/upload")
-            return replace(job, pixverse_media_id=media.media_id)
+            job = replace(job, pixverse_media_id=media.media_id)
         return job
 
-    async def _send_input(self, job: Job, upload: Callable[..., Awaitable[T]], what: str) -> T:
+    async def _send_input(
+        self,
+        job: Job,
+        upload: Callable[..., Awaitable[T]],
+        what: str,
+        *,
+        slot: str | None = None,
+    ) -> T:
         await self._report(job, JobState.UPLOADING)
-        stored = await self._input(job)
+        stored = await self._input(job, slot)
         return await self._retrying(
             job,
             lambda: upload(stored.data, filename=stored.filename, content_type=stored.content_type),
@@ -398,8 +422,8 @@ class JobRunner:
             state=JobState.UPLOADING,
         )
 
-    async def _input(self, job: Job) -> JobInput:
-        upload = await self._jobs.get_input(job.id)
+    async def _input(self, job: Job, slot: str | None = None) -> JobInput:
+        upload = await self._jobs.get_input(job.id, slot)
         if upload is None:
             raise JobFailure("The input file was lost before PixVerse received it.")
         return upload
@@ -418,6 +442,7 @@ class JobRunner:
                 trace_id=trace_id,
                 pixverse_img_id=job.pixverse_img_id,
                 pixverse_media_id=job.pixverse_media_id,
+                pixverse_last_img_id=job.pixverse_last_img_id,
             )
             if not moved:
                 log.info("Job %d changed state before submit (cancelled?); skipping", job.id)
@@ -461,6 +486,28 @@ class JobRunner:
             return (
                 lambda: self._pixverse.image_to_video(image_request, trace_id=trace_id),
                 "img/generate",
+            )
+        if params.source is JobSource.TEXT:
+            # Accepted text jobs always carry their ratio; PixVerse's default is the fallback.
+            ratio: dict[str, Any] = (
+                {"aspect_ratio": params.aspect_ratio} if params.aspect_ratio else {}
+            )
+            text_request = TextToVideoRequest(**common, **ratio)
+            return (
+                lambda: self._pixverse.text_to_video(text_request, trace_id=trace_id),
+                "text/generate",
+            )
+        if params.source is JobSource.FRAMES:
+            if job.pixverse_img_id is None or job.pixverse_last_img_id is None:
+                raise JobFailure("The first and last frames never reached PixVerse.")
+            frames = TransitionRequest(
+                first_frame_img=job.pixverse_img_id,
+                last_frame_img=job.pixverse_last_img_id,
+                **common,
+            )
+            return (
+                lambda: self._pixverse.transition(frames, trace_id=trace_id),
+                "transition/generate",
             )
         if params.source is JobSource.VIDEO:
             extend = ExtendRequest(video_media_id=job.pixverse_media_id, **common)
@@ -520,6 +567,7 @@ class JobRunner:
             JobState.QUEUED,
             pixverse_img_id=job.pixverse_img_id,
             pixverse_media_id=job.pixverse_media_id,
+            pixverse_last_img_id=job.pixverse_last_img_id,
             next_attempt_at=None,
             # Its member's last start goes back to what it was, so the job keeps its place.
             started_at=None,
@@ -578,6 +626,7 @@ class JobRunner:
             trace_id=None,
             pixverse_img_id=job.pixverse_img_id,
             pixverse_media_id=job.pixverse_media_id,
+            pixverse_last_img_id=job.pixverse_last_img_id,
             next_attempt_at=self._clock() + delay,
             attempts=job.attempts + 1,
         )

@@ -69,13 +69,22 @@ class Reroll:
     parent_job_id: int | None
     pixverse_img_id: int | None
     pixverse_media_id: int | None
+    pixverse_last_img_id: int | None = None
 
 
 def reroll_of(source: Job) -> Reroll:
+    """Any kind of result: the same input and options (a text video's prompt and aspect
+    ratio, a transition's two frames), a new seed."""
     params = source.params.model_copy(update={"seed": random_seed()})
-    # Same input: the image or video PixVerse already has, or the same extended video.
+    # Same input: the image(s) or video PixVerse already has, or the same extended video.
     parent = source.parent_job_id if params.source is JobSource.JOB else source.id
-    return Reroll(params, parent, source.pixverse_img_id, source.pixverse_media_id)
+    return Reroll(
+        params,
+        parent,
+        source.pixverse_img_id,
+        source.pixverse_media_id,
+        source.pixverse_last_img_id,
+    )
 
 
 def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
@@ -97,6 +106,8 @@ def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
             "negative_prompt": None,
             "seed": random_seed(),
             "source": JobSource.JOB,
+            # An extension keeps its source's shape: a ratio is only sent with text.
+            "aspect_ratio": None,
             "template_id": None,
             "effect": None,
             "notes": (),

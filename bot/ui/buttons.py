@@ -104,6 +104,7 @@ class RerollButton(
             parent_job_id=reroll.parent_job_id,
             pixverse_img_id=reroll.pixverse_img_id,
             pixverse_media_id=reroll.pixverse_media_id,
+            pixverse_last_img_id=reroll.pixverse_last_img_id,
         )
 
 

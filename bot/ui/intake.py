@@ -123,13 +123,16 @@ class Intake:
         *,
         kind: JobKind = JobKind.VIDEO,
         upload: JobInput | None = None,
+        last_upload: JobInput | None = None,
         parent_job_id: int | None = None,
         pixverse_img_id: int | None = None,
         pixverse_media_id: int | None = None,
+        pixverse_last_img_id: int | None = None,
         prechecked: bool = False,
     ) -> Job:
         """Write the job and answer with its status message. ``prechecked`` when the caller
-        ran ``precheck`` already (before a download): the store decides again atomically."""
+        ran ``precheck`` already (before a download): the store decides again atomically.
+        ``last_upload`` is a transition's last frame (``upload`` its first)."""
         check_channel(interaction)
         assert interaction.guild is not None and interaction.channel_id is not None
         deferred = interaction.response.is_done()
@@ -145,10 +148,12 @@ class Intake:
                     kind=kind,
                     parent_job_id=parent_job_id,
                     input=upload,
+                    last_input=last_upload,
                     interaction_token=interaction.token,
                     interaction_expires_at=interaction.created_at + TOKEN_LIFETIME,
                     pixverse_img_id=pixverse_img_id,
                     pixverse_media_id=pixverse_media_id,
+                    pixverse_last_img_id=pixverse_last_img_id,
                     upload_limit=interaction.filesize_limit or interaction.guild.filesize_limit,
                 ),
                 tuple(member_role_ids(interaction)),

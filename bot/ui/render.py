@@ -28,6 +28,13 @@ _COLOUR = {
     JobState.FAILED: discord.Colour.red(),
     JobState.CANCELLED: discord.Colour.dark_grey(),
 }
+# What the status message calls a job of each kind (JobKind values); a plain "video" else.
+_WHAT = {
+    "extend": "extension",
+    "reroll": "re-roll",
+    "text": "text video",
+    "transition": "transition",
+}
 _BAR_CELLS = 10
 PROMPT_PREVIEW = 80
 # Elapsed time is shown in steps this long: a status that changed every second would be
@@ -89,7 +96,7 @@ def _state_line(update: JobUpdate) -> str:
 
 def render(update: JobUpdate) -> Rendered:
     options = update.params
-    what = {"extend": "extension", "reroll": "re-roll"}.get(update.kind, "video")
+    what = _WHAT.get(update.kind, "video")
     simulated = " · simulated" if update.simulated else ""
     content = f"<@{update.owner_id}>'s {what} · job #{update.job_id}{simulated}"
 
@@ -101,6 +108,8 @@ def render(update: JobUpdate) -> Rendered:
     embed.add_field(name="Model", value=options.model)
     embed.add_field(name="Quality", value=options.quality.value)
     embed.add_field(name="Duration", value=f"{options.duration} s")
+    if options.aspect_ratio is not None:
+        embed.add_field(name="Aspect ratio", value=options.aspect_ratio)
     if options.motion.value != "normal":
         embed.add_field(name="Motion", value=options.motion.value)
     if options.style is not None:
