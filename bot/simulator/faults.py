@@ -25,12 +25,20 @@ class Route(StrEnum):
     IMG_GENERATE = "img_generate"
     TEXT_GENERATE = "text_generate"
     EXTEND_GENERATE = "extend_generate"
+    SOUND_EFFECT_GENERATE = "sound_effect_generate"
     RESULT = "result"
     EFFECT_TEMPLATES = "effect_templates"
     MEDIA = "media"  # the served files (finished videos and uploads)
 
 
-GENERATE_ROUTES = frozenset({Route.IMG_GENERATE, Route.TEXT_GENERATE, Route.EXTEND_GENERATE})
+GENERATE_ROUTES = frozenset(
+    {
+        Route.IMG_GENERATE,
+        Route.TEXT_GENERATE,
+        Route.EXTEND_GENERATE,
+        Route.SOUND_EFFECT_GENERATE,
+    }
+)
 
 
 class FaultKind(StrEnum):
