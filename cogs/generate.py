@@ -52,6 +52,10 @@ _OPTION_HELP = {
     "seed": "Seed for a repeatable result (0–2147483647); random when left out",
     "effect": "A PixVerse effect: start typing to pick one",
 }
+# Kept apart from _OPTION_HELP, which describes every option of each command using it.
+_AUDIO_HELP = {
+    "audio": "Add sound: native on models that have it, else PixVerse's sound effect (costs more)",
+}
 
 
 def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: Catalogue) -> None:
@@ -124,7 +128,9 @@ class Generate(commands.Cog):
 
     @app_commands.command(name="video", description="Animate an image into a video")
     @app_commands.guild_only()
-    @app_commands.describe(image="A PNG, JPEG or WebP picture to animate", **_OPTION_HELP)
+    @app_commands.describe(
+        image="A PNG, JPEG or WebP picture to animate", **_OPTION_HELP, **_AUDIO_HELP
+    )
     async def video(
         self,
         interaction: discord.Interaction[PixBot],
@@ -138,6 +144,7 @@ class Generate(commands.Cog):
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         params = await self._params(
             JobSource.IMAGE,
@@ -150,6 +157,7 @@ class Generate(commands.Cog):
             style=style,
             seed=seed,
             effect=effect,
+            audio=bool(audio),
         )
         await self.bot.intake.precheck(interaction, params)
         check_declared_image(image.filename, image.content_type, image.size)
@@ -173,6 +181,7 @@ class Generate(commands.Cog):
         video="An MP4, MOV or WebM clip to continue (up to 30 s, 50 MB, 1920 px)",
         job="The id of a finished job of this server to continue",
         **_OPTION_HELP,
+        **_AUDIO_HELP,
     )
     async def extend(
         self,
@@ -188,6 +197,7 @@ class Generate(commands.Cog):
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         if (video is None) == (job is None):
             raise UserFacingError(
@@ -205,6 +215,7 @@ class Generate(commands.Cog):
             style=style,
             seed=seed,
             effect=effect,
+            audio=bool(audio),
         )
         await self.bot.intake.precheck(interaction, params)
         if job is not None:
@@ -228,8 +239,17 @@ class Generate(commands.Cog):
                     f"Job #{job} is not yours and its result is in a channel you cannot see: "
                     "extend one of your own finished jobs (`/jobs` lists them)."
                 )
+            # Left out, audio follows the source: a job with sound is continued with sound.
+            inherit = audio is None and params.audio != parent.params.asks_for_sound
+            if inherit:
+                params = params.model_copy(update={"audio": parent.params.asks_for_sound})
             await self.bot.intake.accept(
-                interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id, prechecked=True
+                interaction,
+                params,
+                kind=JobKind.EXTEND,
+                parent_job_id=parent.id,
+                # With the audio changed, the price changed: checked again.
+                prechecked=not inherit,
             )
             return
         assert video is not None

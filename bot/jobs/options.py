@@ -50,6 +50,7 @@ def build_options(
     style: str | None = None,
     seed: int | None = None,
     effect: str | None = None,
+    audio: bool = False,
     source: JobSource = JobSource.IMAGE,
 ) -> JobParams:
     """Apply defaults and check every option and combination; raise OptionRejected.
@@ -74,7 +75,9 @@ def build_options(
     try:
         spec = catalogue.spec(chosen_model)
         catalogue.check_prompts(chosen_model, prompt, negative)
-        catalogue.check(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
+        catalogue.check(
+            Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion, audio)
+        )
     except RuleViolation as exc:
         raise OptionRejected(str(exc)) from None
 
@@ -110,6 +113,7 @@ def build_options(
         seed=random_seed() if seed is None else seed,
         effect=effect_name,
         template_id=template_id,
+        audio=audio,
         notes=tuple(notes),
     )
 

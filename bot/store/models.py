@@ -37,6 +37,7 @@ class JobKind(StrEnum):
     VIDEO = "video"
     EXTEND = "extend"
     REROLL = "reroll"
+    SOUND = "sound"  # the Sound button: PixVerse's sound effect on a finished video
 
 
 class JobSource(StrEnum):
@@ -63,13 +64,25 @@ class JobParams(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     template_id: int | None = None
     effect: str | None = None
+    # The video gets sound: native audio on models whose catalogue entry has it
+    # (generate_audio_switch), else PixVerse's sound effect (sound_effect_switch).
+    audio: bool = False
+    # A Sound job: PixVerse's sound-effect endpoint on the parent job's video; ``prompt`` is
+    # what the sound should be ("" lets PixVerse choose), and model, quality and duration
+    # are the source's (the duration prices it).
+    add_sound: bool = False
     source: JobSource = JobSource.IMAGE
     # What the member was told at acceptance (e.g. an option left out); shown on the status.
     notes: tuple[str, ...] = ()
 
     @property
     def combination(self) -> Combination:
-        return Combination(self.model, self.quality, self.duration, self.motion)
+        return Combination(self.model, self.quality, self.duration, self.motion, self.audio)
+
+    @property
+    def asks_for_sound(self) -> bool:
+        """Whether the member asked for a video with sound (audio, or a Sound job)."""
+        return self.audio or self.add_sound
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,8 @@ class Job:
     upload_limit: int | None = None
     # Set while the final status (video or failure) has not yet reached Discord.
     delivery_since: datetime | None = None
+    # PixVerse's ``has_audio`` for the finished video; None: not said (or not finished).
+    has_audio: bool | None = None
 
     @property
     def is_final(self) -> bool:
@@ -178,6 +193,7 @@ class Job:
             finished_at=from_ts(row["finished_at"]),
             upload_limit=row["upload_limit"],
             delivery_since=from_ts(row["delivery_since"]),
+            has_audio=None if row["has_audio"] is None else bool(row["has_audio"]),
         )
 
 
