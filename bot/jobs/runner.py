@@ -59,6 +59,7 @@ from bot.pixverse import (
     job_label,
     new_trace_id,
 )
+from bot.pixverse.catalogue import Catalogue
 from bot.store import Store
 from bot.store.db import StorageUnavailable
 from bot.store.models import AuditNote, Job, JobInput, JobParams, JobSource, JobState
@@ -147,6 +148,18 @@ def request_fields(params: JobParams) -> dict[str, Any]:
         "style": params.style,
         "template_id": params.template_id,
     }
+
+
+def audio_fields(params: JobParams, catalogue: Catalogue) -> dict[str, Any]:
+    """The switch that gives the video sound, when the member asked for it: native audio on
+    models whose catalogue entry has it, else PixVerse's sound effect (docs/pixverse.md,
+    "Sound"); nothing otherwise, never a false switch."""
+    if not params.audio:
+        return {}
+    spec = catalogue.models.get(params.model)
+    if spec is not None and spec.native_audio:
+        return {"generate_audio_switch": True}
+    return {"sound_effect_switch": True}
 
 
 class JobRunner:
@@ -456,7 +469,7 @@ class JobRunner:
         params = job.params
         if params.add_sound:
             return await self._sound_call(job, trace_id)
-        common = {**request_fields(params), **self._audio_fields(params)}
+        common = {**request_fields(params), **audio_fields(params, self._store.catalogue)}
         if params.source is JobSource.IMAGE:
             if job.pixverse_img_id is None:
                 raise JobFailure("The image never reached PixVerse.")
@@ -473,17 +486,6 @@ class JobRunner:
                 raise JobFailure("The video to extend is no longer available at PixVerse.")
             extend = ExtendRequest(source_video_id=parent.pixverse_video_id, **common)
         return (lambda: self._pixverse.extend(extend, trace_id=trace_id), "extend/generate")
-
-    def _audio_fields(self, params: JobParams) -> dict[str, Any]:
-        """The switch that gives the video sound, when the member asked for it: native audio
-        on models whose catalogue entry has it, else PixVerse's sound effect
-        (docs/pixverse.md, "Sound"); nothing otherwise, never a false switch."""
-        if not params.audio:
-            return {}
-        spec = self._store.catalogue.models.get(params.model)
-        if spec is not None and spec.native_audio:
-            return {"generate_audio_switch": True}
-        return {"sound_effect_switch": True}
 
     async def _sound_call(
         self, job: Job, trace_id: str
