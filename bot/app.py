@@ -21,7 +21,13 @@ from bot.store import Limits, Store
 from bot.store.jobs import forget_tokens_forever
 from bot.sync import sync_commands
 from bot.tree import PixTree
-from bot.ui.buttons import ExtendButton, RerollButton, answer_unrouted, result_view
+from bot.ui.buttons import (
+    ExtendButton,
+    RerollButton,
+    SoundButton,
+    answer_unrouted,
+    result_view,
+)
 from bot.ui.context import UiServices
 from bot.ui.intake import Intake
 from bot.ui.moderation import LogBlockButton, LogRemoveButton, ModLog, ModLogReporter
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # Every component the bot sends; a custom_id none of them claims is answered as gone.
-DYNAMIC_ITEMS = (RerollButton, ExtendButton, LogRemoveButton, LogBlockButton)
+DYNAMIC_ITEMS = (RerollButton, ExtendButton, SoundButton, LogRemoveButton, LogBlockButton)
 
 # What the bot needs in a channel: read it, post and edit its status messages, attach the
 # finished video, show the result embed, and keep working in threads.

@@ -64,6 +64,10 @@ _TRANSITION_HELP = {
     "first": "The first frame: a PNG, JPEG or WebP picture",
     "last": "The last frame: a PNG, JPEG or WebP picture",
 }
+# Kept apart from _OPTION_HELP, which describes every option of each command using it.
+_AUDIO_HELP = {
+    "audio": "Add sound: native on models that have it, else PixVerse's sound effect (costs more)",
+}
 
 
 def catalogue_options(command: app_commands.Command[Any, ..., Any], catalogue: Catalogue) -> None:
@@ -141,7 +145,9 @@ class Generate(commands.Cog):
 
     @app_commands.command(name="video", description="Animate an image into a video")
     @app_commands.guild_only()
-    @app_commands.describe(image="A PNG, JPEG or WebP picture to animate", **_OPTION_HELP)
+    @app_commands.describe(
+        image="A PNG, JPEG or WebP picture to animate", **_OPTION_HELP, **_AUDIO_HELP
+    )
     async def video(
         self,
         interaction: discord.Interaction[PixBot],
@@ -155,6 +161,7 @@ class Generate(commands.Cog):
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         params = await self._params(
             JobSource.IMAGE,
@@ -167,6 +174,7 @@ class Generate(commands.Cog):
             style=style,
             seed=seed,
             effect=effect,
+            audio=bool(audio),
         )
         await self.bot.intake.precheck(interaction, params)
         check_declared_image(image.filename, image.content_type, image.size)
@@ -180,7 +188,7 @@ class Generate(commands.Cog):
 
     @app_commands.command(name="imagine", description="Make a video from text alone")
     @app_commands.guild_only()
-    @app_commands.describe(**_IMAGINE_HELP)
+    @app_commands.describe(**_IMAGINE_HELP, **_AUDIO_HELP)
     async def imagine(
         self,
         interaction: discord.Interaction[PixBot],
@@ -193,9 +201,11 @@ class Generate(commands.Cog):
         motion: str | None = None,
         style: StyleChoice | None = None,
         seed: Seed | None = None,
+        audio: bool | None = None,
     ) -> None:
         params = await self._params(
             JobSource.TEXT,
+            audio=bool(audio),
             prompt=prompt,
             aspect_ratio=aspect_ratio,
             negative_prompt=negative_prompt,
@@ -212,7 +222,7 @@ class Generate(commands.Cog):
         name="transition", description="Make a video that moves from a first frame to a last one"
     )
     @app_commands.guild_only()
-    @app_commands.describe(**_TRANSITION_HELP)
+    @app_commands.describe(**_TRANSITION_HELP, **_AUDIO_HELP)
     async def transition(
         self,
         interaction: discord.Interaction[PixBot],
@@ -226,9 +236,11 @@ class Generate(commands.Cog):
         motion: str | None = None,
         style: StyleChoice | None = None,
         seed: Seed | None = None,
+        audio: bool | None = None,
     ) -> None:
         params = await self._params(
             JobSource.FRAMES,
+            audio=bool(audio),
             prompt=prompt,
             negative_prompt=negative_prompt,
             model=model,
@@ -267,6 +279,7 @@ class Generate(commands.Cog):
         video="An MP4, MOV or WebM clip to continue (up to 30 s, 50 MB, 1920 px)",
         job="The id of a finished job of this server to continue",
         **_OPTION_HELP,
+        **_AUDIO_HELP,
     )
     async def extend(
         self,
@@ -282,6 +295,7 @@ class Generate(commands.Cog):
         style: StyleChoice | None = None,
         seed: Seed | None = None,
         effect: str | None = None,
+        audio: bool | None = None,
     ) -> None:
         if (video is None) == (job is None):
             raise UserFacingError(
@@ -299,6 +313,7 @@ class Generate(commands.Cog):
             style=style,
             seed=seed,
             effect=effect,
+            audio=bool(audio),
         )
         await self.bot.intake.precheck(interaction, params)
         if job is not None:
@@ -322,8 +337,17 @@ class Generate(commands.Cog):
                     f"Job #{job} is not yours and its result is in a channel you cannot see: "
                     "extend one of your own finished jobs (`/jobs` lists them)."
                 )
+            # Left out, audio follows the source: a job with sound is continued with sound.
+            inherit = audio is None and params.audio != parent.params.asks_for_sound
+            if inherit:
+                params = params.model_copy(update={"audio": parent.params.asks_for_sound})
             await self.bot.intake.accept(
-                interaction, params, kind=JobKind.EXTEND, parent_job_id=parent.id, prechecked=True
+                interaction,
+                params,
+                kind=JobKind.EXTEND,
+                parent_job_id=parent.id,
+                # With the audio changed, the price changed: checked again.
+                prechecked=not inherit,
             )
             return
         assert video is not None

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bot.jobs.options import Defaults, OptionRejected, build_options
-from bot.jobs.runner import request_fields
+from bot.jobs.runner import audio_fields, request_fields
 from bot.pixverse.catalogue import (
     Catalogue,
     CatalogueError,
@@ -341,10 +341,11 @@ def _png() -> bytes:
     return out.getvalue()
 
 
-def _walk(catalogue: Catalogue) -> tuple[int, int]:
-    """Every model × quality × duration × motion (image to video): when the bot's option
-    check accepts it, the simulator accepts the body the runner would send and charges the
-    bot's price; when the bot refuses it, so does the simulator. Returns (accepted, refused)."""
+def _walk(catalogue: Catalogue, *, audio: bool = False) -> tuple[int, int]:
+    """Every model × quality × duration × motion (image to video), with or without audio:
+    when the bot's option check accepts it, the simulator accepts the body the runner would
+    send and charges the bot's price; when the bot refuses it, so does the simulator.
+    Returns (accepted, refused)."""
     state = SimState(
         SimulatorConfig(catalogue=catalogue, balance=10**12, max_concurrent=10**6, seed=1)
     )
@@ -361,19 +362,20 @@ def _walk(catalogue: Catalogue) -> tuple[int, int]:
                 catalogue=catalogue,
                 defaults=Defaults(catalogue.default, Quality.P540, 5),
                 effects={},
+                audio=audio,
                 **body_params,
             )
         except OptionRejected:
             params = None
-        fields = request_fields(
-            params
-            or build_options(
-                catalogue=catalogue,
-                defaults=Defaults(catalogue.default, Quality.P540, 5),
-                effects={},
-                prompt="a cat turns its head",
-            ).model_copy(update={"model": model, "quality": quality, "duration": duration})
+        sent = params or build_options(
+            catalogue=catalogue,
+            defaults=Defaults(catalogue.default, Quality.P540, 5),
+            effects={},
+            prompt="a cat turns its head",
+        ).model_copy(
+            update={"model": model, "quality": quality, "duration": duration, "audio": audio}
         )
+        fields = {**request_fields(sent), **audio_fields(sent, catalogue)}
         fields["motion_mode"] = motion.value if motion is not Motion.NORMAL else None
         body = ImageToVideoRequest(img_id=image.id, **fields).body()
         try:
@@ -391,6 +393,12 @@ def _walk(catalogue: Catalogue) -> tuple[int, int]:
 def test_every_combination_the_bot_accepts_the_simulator_accepts_at_the_same_price():
     accepted, refused = _walk(SHIPPED)
     assert accepted == len(list(SHIPPED.combinations())) == 174
+    assert refused > accepted
+
+
+def test_with_audio_every_combination_the_bot_accepts_the_simulator_accepts_alike():
+    accepted, refused = _walk(SHIPPED, audio=True)
+    assert accepted == len(list(SHIPPED.combinations(audio=True))) == 174
     assert refused > accepted
 
 

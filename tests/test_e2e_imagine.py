@@ -227,3 +227,25 @@ async def test_text_video_generating_at_a_restart_finishes_without_a_second_subm
         handle.original
     ]
     assert await used(world, world.member) == (45, 0)
+
+
+async def test_imagine_with_audio_asks_pixverse_for_sound_and_charges_it(world):
+    # Native audio on v6 (generate_audio_switch), PixVerse's sound effect on v4.5: the same
+    # `audio` option as /video, priced by the catalogue.
+    bot = await world.start_bot()
+    handle = await imagine(world, model="v6", duration=5, audio=True)
+    job = await world.job_final((await accepted(world, handle)).id)
+    assert job.state is JobState.DONE, job.error
+    handle = await imagine(world, audio=True)
+    plain = await world.job_final((await accepted(world, handle)).id)
+    assert plain.state is JobState.DONE, plain.error
+    native, effect = bot.simulator.generate_requests
+    assert native.json["generate_audio_switch"] is True
+    assert "sound_effect_switch" not in native.json
+    assert effect.json["sound_effect_switch"] is True
+    assert "generate_audio_switch" not in effect.json
+    catalogue = bot.store.catalogue
+    assert job.cost == catalogue.price(job.params.combination) > catalogue.price(
+        dataclasses.replace(job.params.combination, audio=False)
+    )
+    assert plain.cost == 45 + 10

@@ -13,7 +13,7 @@ from bot.sync import SYNC_HASH_KEY
 REQUIRED = {"video", "extend", "imagine", "transition", "jobs", "cancel", "quota", "quota-admin"}
 # Every command the README's command table names; nothing else may be synced.
 KNOWN = REQUIRED | {"mod", "status"}
-ATTACHMENT, STRING, INTEGER, USER, ROLE, SUB_COMMAND = 11, 3, 4, 6, 8, 1
+ATTACHMENT, STRING, INTEGER, BOOLEAN, USER, ROLE, SUB_COMMAND = 11, 3, 4, 5, 6, 8, 1
 GUILD_CONTEXT = 0
 
 
@@ -51,6 +51,7 @@ async def test_video_options_have_the_interface_names_types_and_choices(world):
         "style",
         "seed",
         "effect",
+        "audio",
     ]
     types = {name: option["type"] for name, option in options.items()}
     assert types == {
@@ -64,6 +65,7 @@ async def test_video_options_have_the_interface_names_types_and_choices(world):
         "style": STRING,
         "seed": INTEGER,
         "effect": STRING,
+        "audio": BOOLEAN,
     }
     required = {name for name, option in options.items() if option.get("required")}
     assert required == {"image", "prompt"}
@@ -112,7 +114,9 @@ async def test_extend_takes_a_video_or_a_job_and_the_video_options(world):
         "style",
         "seed",
         "effect",
+        "audio",
     }
+    assert extend["audio"]["type"] == BOOLEAN and not extend["audio"].get("required")
     assert extend["video"]["type"] == ATTACHMENT and not extend["video"].get("required")
     assert extend["job"]["type"] == INTEGER and not extend["job"].get("required")
     assert extend["job"].get("autocomplete") is True
@@ -132,9 +136,11 @@ async def test_imagine_takes_the_video_options_but_image_and_effect_plus_an_aspe
         "motion",
         "style",
         "seed",
+        "audio",
     ]
     required = {name for name, option in options.items() if option.get("required")}
     assert required == {"prompt"}
+    assert options["audio"]["type"] == BOOLEAN
     assert options["aspect_ratio"]["type"] == STRING
     # Every ratio of the shipped catalogue, 16:9 first (the default); each model's own are
     # checked after the member chose.
@@ -174,9 +180,11 @@ async def test_transition_takes_two_pictures_a_prompt_and_the_video_options(worl
         "motion",
         "style",
         "seed",
+        "audio",
     ]
     required = {name for name, option in options.items() if option.get("required")}
     assert required == {"first", "last", "prompt"}
+    assert options["audio"]["type"] == BOOLEAN
     assert options["first"]["type"] == options["last"]["type"] == ATTACHMENT
     video = by_name(world.fake.command("video", world.guild)["options"])
     for name in ("model", "quality", "motion", "style"):

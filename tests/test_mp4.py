@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from bot.jobs.mp4 import boxes, problem
-from bot.simulator.media import free_box_header, sample_video
+from bot.jobs.mp4 import Track, boxes, find, problem, tracks
+from bot.simulator.media import free_box_header, sample_video, sample_video_with_audio
 
 
 def box(kind: bytes, body: bytes) -> bytes:
@@ -76,3 +76,33 @@ def test_boxes_walks_children_within_a_range_as_declared() -> None:
     assert (mvhd.kind, mvhd.end - mvhd.body) == (b"mvhd", 100)
     cut = list(boxes(WHOLE[:-10]))
     assert cut[-1].kind == b"mdat" and cut[-1].end > len(WHOLE) - 10  # declared, not clamped
+
+
+def chunk_offsets(data: bytes) -> list[list[int]]:
+    """Each track's chunk offsets (stco), in track order."""
+    found = []
+    for stco in find(data, (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stco")):
+        (count,) = struct.unpack_from(">I", data, stco.body + 4)
+        found.append(
+            [struct.unpack_from(">I", data, stco.body + 8 + 4 * i)[0] for i in range(count)]
+        )
+    return found
+
+
+def test_the_sample_has_one_video_track() -> None:
+    assert tracks(sample_video()) == [Track("vide", "avc1")]
+
+
+def test_the_sample_with_audio_adds_a_sound_track_and_keeps_the_video_whole() -> None:
+    plain, sounding = sample_video(), sample_video_with_audio()
+    assert problem(sounding) is None
+    assert tracks(sounding) == [Track("vide", "avc1"), Track("soun", "mp4a")]
+    assert len(sounding) - len(plain) < 1024  # small
+    # The video's chunks moved with the grown moov box and still point at the same bytes.
+    [before], [after, audio] = chunk_offsets(plain), chunk_offsets(sounding)
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):
+        assert sounding[new : new + 64] == plain[old : old + 64]
+    # The sound's one chunk is in the last mdat box.
+    last = list(boxes(sounding))[-1]
+    assert last.kind == b"mdat" and audio == [last.body]

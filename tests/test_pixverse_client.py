@@ -724,3 +724,56 @@ async def test_a_page_size_pixverse_does_not_offer_is_refused(client: PixVerseCl
     with pytest.raises(InvalidParameters) as caught:
         await client.effect_templates(page=1, page_size=7)
     assert caught.value.code == 400017
+
+
+# --- sound (docs/pixverse.md, "Sound") ---------------------------------------------------
+
+
+async def test_sound_effect_on_a_finished_video_sends_the_description_field(
+    client: PixVerseClient, sim: Simulator
+) -> None:
+    from bot.pixverse import SoundEffectRequest
+    from bot.pixverse.models import SOUND_DESCRIPTION_FIELD
+
+    source = await client.image_to_video(i2v(await upload(client)), trace_id=new_trace_id())
+    assert (await wait_terminal(client, source)).has_audio is False
+    request = SoundEffectRequest(source_video_id=source, description="waves")
+    video_id = await client.sound_effect(request, trace_id=new_trace_id())
+    done = await wait_terminal(client, video_id)
+    assert done.status == VideoStatus.DONE and done.has_audio is True
+    [sent] = routed(sim, "sound_effect_generate")
+    assert sent.json == {"source_video_id": source, SOUND_DESCRIPTION_FIELD: "waves"}
+
+
+def test_sound_effect_request_sends_an_empty_description_and_needs_one_source() -> None:
+    from bot.pixverse import SoundEffectRequest
+    from bot.pixverse.models import SOUND_DESCRIPTION_FIELD
+
+    assert SoundEffectRequest(source_video_id=7).body() == {
+        "source_video_id": 7,
+        SOUND_DESCRIPTION_FIELD: "",
+    }
+    with pytest.raises(ValueError, match="exactly one"):
+        SoundEffectRequest()
+    with pytest.raises(ValueError, match="exactly one"):
+        SoundEffectRequest(source_video_id=7, video_media_id=8)
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        (True, True),
+        (False, False),
+        (None, None),
+        (1, True),
+        (0, False),
+        ("true", True),
+        ("maybe", None),
+        ([1], None),
+        ({"a": 1}, None),
+        (2, None),
+    ],
+)
+def test_an_odd_has_audio_is_not_said_rather_than_an_unreadable_result(value, read) -> None:
+    result = VideoResult.model_validate({"id": 1, "status": 1, "has_audio": value})
+    assert result.has_audio is read

@@ -1018,3 +1018,87 @@ def test_control_fault_body_round_trips():
         loads(dumps({"route": "media", "kind": "hang", "seconds": 2, "count": 3}))
     )
     assert (route, fault.kind, fault.seconds, count) == ("media", "hang", 2.0, 3)
+
+
+# -- sound (docs/pixverse.md, "Sound") ---------------------------------------------------
+
+
+async def download(api: Api, url: str) -> bytes:
+    async with api.session.get(url) as response:
+        assert response.status == 200
+        return await response.read()
+
+
+async def test_sound_effect_on_a_finished_video_is_a_new_video_with_sound(api: Api):
+    from bot.jobs.mp4 import problem, tracks
+
+    source = await api.video(duration=8)
+    await api.wait(source)
+    before = await api.balance()
+    body = {"source_video_id": source, "sound_effect_content": "thunder far away"}
+    answer = await api.generate("sound_effect", body)
+    assert err(answer) == 0, answer
+    video_id = answer["Resp"]["video_id"]
+    assert video_id != source
+    assert await api.balance() == before - 20  # 10 per started 5 s of the 8 s source
+    done = await api.wait(video_id)
+    assert (done["status"], done["has_audio"], done["credits"]) == (1, True, 20)
+    assert done["prompt"] == "thunder far away" and done["duration"] == 8
+    data = await download(api, done["url"])
+    assert problem(data) is None
+    assert [t.handler for t in tracks(data)] == ["vide", "soun"]
+    silent = await api.result(source)
+    assert silent["has_audio"] is False
+    assert [t.handler for t in tracks(await download(api, silent["url"]))] == ["vide"]
+
+
+async def test_sound_effect_takes_the_description_as_prompt_too_or_none(api: Api):
+    source = await api.video()
+    await api.wait(source)
+    for body, expected in (
+        ({"source_video_id": source, "prompt": "wind"}, "wind"),
+        ({"source_video_id": source}, ""),
+        ({"source_video_id": source, "sound_effect_content": ""}, ""),
+    ):
+        answer = await api.generate("sound_effect", body)
+        assert err(answer) == 0, answer
+        assert (await api.result(answer["Resp"]["video_id"]))["prompt"] == expected
+    both = {"source_video_id": source, "prompt": "wind", "sound_effect_content": "rain"}
+    assert err(await api.generate("sound_effect", both)) == 400017
+
+
+async def test_sound_effect_needs_a_finished_video_of_this_key(api: Api):
+    api.sim.config.gen_time = 60
+    unfinished = await api.video()
+    before = await api.balance()
+    for body, key in (
+        ({"source_video_id": 12345}, KEY),
+        ({"source_video_id": unfinished}, KEY),
+        ({"source_video_id": unfinished}, "other"),
+    ):
+        answer = await api.generate("sound_effect", body, key=key)
+        assert err(answer) == 400017, answer
+    api.sim.finish_now(unfinished)
+    other = await api.generate("sound_effect", {"source_video_id": unfinished}, key="other")
+    assert err(other) == 400017
+    assert err(await api.generate("sound_effect", {})) == 400011
+    assert await api.balance() == before
+
+
+async def test_sound_effect_on_an_uploaded_video(api: Api):
+    _, uploaded = await api.upload("/media/upload", "file", MP4, filename="clip.mp4")
+    answer = await api.generate("sound_effect", {"video_media_id": uploaded["Resp"]["media_id"]})
+    assert err(answer) == 0, answer
+
+
+@pytest.mark.parametrize(
+    ("model", "switch", "credits"),
+    [("v6", "generate_audio_switch", 5 * 7 + 5 * 2), ("v4.5", "sound_effect_switch", 45 + 10)],
+)
+async def test_a_video_made_with_audio_has_sound(api: Api, model: str, switch: str, credits: int):
+    from bot.jobs.mp4 import tracks
+
+    video_id = await api.video(model=model, **{switch: True})
+    done = await api.wait(video_id)
+    assert (done["has_audio"], done["credits"]) == (True, credits)
+    assert [t.codec for t in tracks(await download(api, done["url"]))] == ["avc1", "mp4a"]

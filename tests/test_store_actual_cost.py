@@ -162,3 +162,27 @@ async def test_fast_motion_is_told_apart_from_normal(store: Store) -> None:
     assert await store.jobs.finish_done(job.id, "https://x.mp4", charged=80)
     [difference] = await store.jobs.price_differences()
     assert (difference.variant, difference.reserved, difference.charged) == ("fast", 90, 80)
+
+
+async def test_audio_and_sound_jobs_are_told_apart_and_priced_by_the_catalogue(
+    store: Store,
+) -> None:
+    base = JobParams(prompt="a cat", model="v4.5", quality=Quality.P540, duration=8)
+    audio = base.model_copy(update={"audio": True})
+    sound = base.model_copy(update={"prompt": "", "add_sound": True, "seed": None})
+    fast_audio = audio.model_copy(update={"motion": Motion.FAST, "duration": 5})
+    assert [variant_of(p) for p in (base, audio, fast_audio, sound)] == [
+        "",
+        "audio",
+        "fast audio",
+        "sound effect",
+    ]
+    # The sound effect: 10 per started 5 s, on top of the video or alone (a Sound job).
+    assert [store.jobs.price(p) for p in (base, audio, fast_audio, sound)] == [90, 110, 100, 20]
+    job = await store.jobs.create(NewJob(guild_id=GUILD, channel_id=5, user_id=USER, params=sound))
+    assert job.cost == 20
+    assert await store.jobs.finish_done(job.id, "https://x.mp4", charged=30, has_audio=True)
+    done = await store.jobs.get(job.id)
+    assert done is not None and done.has_audio is True and done.cost == 30
+    [difference] = await store.jobs.price_differences()
+    assert (difference.variant, difference.reserved, difference.charged) == ("sound effect", 20, 30)

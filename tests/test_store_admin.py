@@ -237,10 +237,12 @@ async def test_top_week_after_the_upgrade_counts_what_was_committed_before(
             "DROP TABLE member_week_spend; DROP INDEX ix_jobs_guild_kept;"
             " DROP INDEX ix_jobs_guild_active; PRAGMA user_version = 6;"
             # What later migrations add (8: the token sweep's index; 9: the operator's wallet;
-            # 10: what PixVerse actually charged; 11: a transition's second image).
+            # 10: what PixVerse actually charged; 11: a transition's second image; 12: whether
+            # a result has sound).
             " DROP INDEX ix_jobs_token; DROP TABLE budget_days; DROP TABLE moderation_strikes;"
             " DROP TABLE price_differences; ALTER TABLE ledger DROP COLUMN reserved_amount;"
             " DROP TABLE job_extra_inputs; ALTER TABLE jobs DROP COLUMN pixverse_last_img_id;"
+            " ALTER TABLE jobs DROP COLUMN has_audio;"
         )
     async with open_store(tmp_path, clock) as store:
         week = await store.admin.top(GUILD, "week")

@@ -205,12 +205,22 @@ async def test_reads_never_see_an_open_transactions_writes(db: Database) -> None
 
     task = asyncio.create_task(writer())
     await inside.wait()
-    read = asyncio.create_task(db.get_meta("dirty"))
-    await asyncio.sleep(0.05)
-    assert not read.done()  # waits for the transaction instead of reading through it
-    release.set()
-    await task
-    assert await read is None
+    try:
+        # Reads run on their own connection: they see what is committed, at once, without
+        # waiting for the transaction.
+        assert await asyncio.wait_for(db.get_meta("dirty"), timeout=1) is None
+    finally:
+        release.set()
+        await task
+    assert await db.get_meta("dirty") is None
+
+
+async def test_reads_see_a_write_as_soon_as_it_returns(db: Database) -> None:
+    await db.execute("INSERT INTO meta (key, value) VALUES ('seen', '1')")
+    assert await db.get_meta("seen") == "1"
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO meta (key, value) VALUES ('later', '2')")
+    assert await db.get_meta("later") == "2"
 
 
 async def test_using_the_database_inside_its_own_transaction_is_an_error(db: Database) -> None:

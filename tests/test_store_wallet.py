@@ -231,12 +231,13 @@ async def test_the_upgrade_counts_today_from_the_servers_spend(
         await finish(store, await create(store, BOB, guild_id=OTHER_GUILD))
     # The file as schema 8 left it: without what migration 9 adds (the operator's wallet),
     # nor what came after (10: what PixVerse actually charged; 11: a transition's second
-    # image).
+    # image; 12: whether a result has sound).
     with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.sqlite3")) as conn:
         conn.executescript(
             "DROP TABLE budget_days; DROP TABLE moderation_strikes;"
             " DROP TABLE price_differences; ALTER TABLE ledger DROP COLUMN reserved_amount;"
             " DROP TABLE job_extra_inputs; ALTER TABLE jobs DROP COLUMN pixverse_last_img_id;"
+            " ALTER TABLE jobs DROP COLUMN has_audio;"
             " PRAGMA user_version = 8;"
         )
     async with open_store(tmp_path, clock) as store:

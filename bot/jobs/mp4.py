@@ -1,4 +1,5 @@
-"""ISO-BMFF (MP4/MOV) boxes: walking them, and telling a whole file from a cut one.
+"""ISO-BMFF (MP4/MOV) boxes: walking them, telling a whole file from a cut one, and naming
+its tracks.
 
 A box is a 32-bit big-endian size (header included), a four-letter type, and, when the size
 is 1, a 64-bit size after the type; size 0 means "to the end of the file" (ISO/IEC 14496-12,
@@ -77,6 +78,39 @@ def problem(data: bytes) -> str | None:
     if missing:
         return f"no {' or '.join(missing)} box"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    handler: str  # the media handler: "vide", "soun", …
+    codec: str  # the first sample entry's format: "avc1", "mp4a", … ("" when none)
+
+
+def find(data: bytes, path: tuple[bytes, ...], start: int = 0, end: int | None = None) -> list[Box]:
+    """Every box at ``path`` below ``start``..``end``, e.g. ``(b"moov", b"trak")``; boxes
+    running past the data are left out."""
+    end = len(data) if end is None else min(end, len(data))
+    found = [box for box in boxes(data, start, end) if box.kind == path[0] and box.end <= end]
+    if len(path) == 1:
+        return found
+    return [inner for box in found for inner in find(data, path[1:], box.body, box.end)]
+
+
+def tracks(data: bytes) -> list[Track]:
+    """The file's tracks in order, each with its handler (``hdlr``: version and flags,
+    pre_defined, then the type) and its codec (``stsd``: version and flags, entry count,
+    then sample entries, each a box named for its format), ISO/IEC 14496-12, 8.4.3 and
+    8.5.2."""
+    found: list[Track] = []
+    for trak in find(data, (b"moov", b"trak")):
+        handler = codec = ""
+        for hdlr in find(data, (b"mdia", b"hdlr"), trak.body, trak.end):
+            handler = _name(data[hdlr.body + 8 : hdlr.body + 12])
+        for stsd in find(data, (b"mdia", b"minf", b"stbl", b"stsd"), trak.body, trak.end):
+            entry = next(boxes(data, stsd.body + 8, stsd.end), None)
+            codec = _name(entry.kind) if entry is not None else ""
+        found.append(Track(handler, codec))
+    return found
 
 
 def _name(kind: bytes) -> str:

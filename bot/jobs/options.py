@@ -52,6 +52,7 @@ def build_options(
     seed: int | None = None,
     effect: str | None = None,
     aspect_ratio: str | None = None,
+    audio: bool = False,
     source: JobSource = JobSource.IMAGE,
 ) -> JobParams:
     """Apply defaults and check every option and combination; raise OptionRejected.
@@ -78,7 +79,9 @@ def build_options(
     try:
         spec = catalogue.spec(chosen_model)
         catalogue.check_prompts(chosen_model, prompt, negative)
-        catalogue.check(Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion))
+        catalogue.check(
+            Combination(chosen_model, chosen_quality, chosen_duration, chosen_motion, audio)
+        )
         chosen_ratio = None
         if source is JobSource.TEXT:
             chosen_ratio = aspect_ratio or _default_ratio(spec.aspect_ratios)
@@ -124,6 +127,7 @@ def build_options(
         effect=effect_name,
         template_id=template_id,
         aspect_ratio=chosen_ratio,
+        audio=audio,
         notes=tuple(notes),
     )
 

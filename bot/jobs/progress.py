@@ -56,6 +56,13 @@ class JobUpdate:
     error: str | None = None
     refunded: bool = False
     credits_left: int | None = None
+    has_audio: bool | None = None  # PixVerse's word on the finished video; None: not said
+
+    @property
+    def without_sound(self) -> bool:
+        """A finished video without sound, as far as the bot knows: PixVerse did not say it
+        has audio, and the member did not ask for sound (the Sound button's rule)."""
+        return self.state is JobState.DONE and not self.has_audio and not self.params.asks_for_sound
 
     @classmethod
     def of(cls, job: Job, state: JobState, *, simulated: bool, **extra: Any) -> JobUpdate:
@@ -78,6 +85,7 @@ class JobUpdate:
             ),
             simulated=simulated,
             parent_job_id=job.parent_job_id,
+            has_audio=job.has_audio,
             **extra,
         )
 

@@ -52,6 +52,7 @@ from bot.pixverse import (
     OutOfCredits,
     PixVerseClient,
     PixVerseError,
+    SoundEffectRequest,
     TextToVideoRequest,
     TransientError,
     TransitionRequest,
@@ -60,6 +61,7 @@ from bot.pixverse import (
     job_label,
     new_trace_id,
 )
+from bot.pixverse.catalogue import Catalogue
 from bot.store import Store
 from bot.store.db import StorageUnavailable
 from bot.store.models import (
@@ -156,6 +158,18 @@ def request_fields(params: JobParams) -> dict[str, Any]:
         "style": params.style,
         "template_id": params.template_id,
     }
+
+
+def audio_fields(params: JobParams, catalogue: Catalogue) -> dict[str, Any]:
+    """The switch that gives the video sound, when the member asked for it: native audio on
+    models whose catalogue entry has it, else PixVerse's sound effect (docs/pixverse.md,
+    "Sound"); nothing otherwise, never a false switch."""
+    if not params.audio:
+        return {}
+    spec = catalogue.models.get(params.model)
+    if spec is not None and spec.native_audio:
+        return {"generate_audio_switch": True}
+    return {"sound_effect_switch": True}
 
 
 class JobRunner:
@@ -478,7 +492,9 @@ class JobRunner:
     ) -> tuple[Callable[[], Awaitable[int]], str]:
         """The submit request of ``job`` (sent as often as needed), and its endpoint's name."""
         params = job.params
-        common = request_fields(params)
+        if params.add_sound:
+            return await self._sound_call(job, trace_id)
+        common = {**request_fields(params), **audio_fields(params, self._store.catalogue)}
         if params.source is JobSource.IMAGE:
             if job.pixverse_img_id is None:
                 raise JobFailure("The image never reached PixVerse.")
@@ -517,6 +533,21 @@ class JobRunner:
                 raise JobFailure("The video to extend is no longer available at PixVerse.")
             extend = ExtendRequest(source_video_id=parent.pixverse_video_id, **common)
         return (lambda: self._pixverse.extend(extend, trace_id=trace_id), "extend/generate")
+
+    async def _sound_call(
+        self, job: Job, trace_id: str
+    ) -> tuple[Callable[[], Awaitable[int]], str]:
+        """A Sound job: PixVerse's sound-effect endpoint on the parent job's video."""
+        parent = await self._jobs.get(job.parent_job_id) if job.parent_job_id else None
+        if parent is None or parent.pixverse_video_id is None:
+            raise JobFailure("The video to add sound to is no longer available at PixVerse.")
+        request = SoundEffectRequest(
+            source_video_id=parent.pixverse_video_id, description=job.params.prompt
+        )
+        return (
+            lambda: self._pixverse.sound_effect(request, trace_id=trace_id),
+            "sound_effect/generate",
+        )
 
     async def _retrying(
         self, job: Job, call: Callable[[], Awaitable[T]], *, what: str, state: JobState
@@ -695,7 +726,11 @@ class JobRunner:
         status = result.status
         if status == VideoStatus.DONE and result.video_url:
             await self._finish_done(
-                entry, result.video_url, _generation_seconds(result), charged=_charged(result)
+                entry,
+                result.video_url,
+                _generation_seconds(result),
+                charged=_charged(result),
+                has_audio=result.has_audio,
             )
         elif status == VideoStatus.MODERATED:
             # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
@@ -733,12 +768,15 @@ class JobRunner:
         generated: float | None = None,
         *,
         charged: int | None = None,
+        has_audio: bool | None = None,
     ) -> None:
         job = entry.job
         # Committed first, shown after: the job stays "delivering" in the database until a
         # route to Discord works, so a crash in between re-delivers and never re-charges.
         # What PixVerse reports it charged is what the member's ledger commits.
-        if not await self._jobs.finish_done(job.id, url, charged=charged):
+        # PixVerse's has_audio is kept with the job: the Sound button is offered by it, also
+        # when the result is delivered after a restart.
+        if not await self._jobs.finish_done(job.id, url, charged=charged, has_audio=has_audio):
             self._untrack(job.id, finished=False)
             return
         if charged is not None and charged != job.cost:
@@ -765,7 +803,9 @@ class JobRunner:
         sample = generated or ((last_pending or 0.0) + done) / 2
         self._estimator.record(entry.key, sample)
         fresh = await self._jobs.get(job.id)
-        self._delivery.deliver(fresh or replace(job, state=JobState.DONE, result_url=url))
+        self._delivery.deliver(
+            fresh or replace(job, state=JobState.DONE, result_url=url, has_audio=has_audio)
+        )
         self.wake(queue_changed=False)
 
     async def _finish_failed(self, entry: _Generating, reason: str) -> None:

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 # Jobs found done by a poll, in a row, while webhooks were expected: they no longer arrive.
 MISSED_WEBHOOKS = 3
 # Polls falling due this close together are sent in one pass of the loop: a thousand jobs in
-# flight fall due every few milliseconds, and waking for each costs more than the wait.
-COALESCE_SECONDS = 0.02
+# flight fall due every few milliseconds, and each wake-up of the process costs far more CPU
+# than the poll it sends (docs/architecture.md, "CPU"). A pass sends the polls due up to
+# half this early and wakes half this late, so on average a poll goes out at its time.
+COALESCE_SECONDS = 0.2
 
 Check = Callable[[int], Awaitable[None]]
 
@@ -183,7 +185,7 @@ class PollScheduler:
             if self._ready:
                 continue
             if self._due:
-                self._asleep_until = self._due[0][0] + COALESCE_SECONDS
+                self._asleep_until = self._due[0][0] + COALESCE_SECONDS / 2
                 timeout: float | None = self._asleep_until - self._monotonic()
             else:
                 self._asleep_until = math.inf
@@ -215,8 +217,8 @@ class PollScheduler:
 
     def _collect(self) -> None:
         """Move the jobs that fell due to the ready heap, most likely done first."""
-        now = self._monotonic()
-        while self._due and self._due[0][0] <= now:
+        horizon = self._monotonic() + COALESCE_SECONDS / 2
+        while self._due and self._due[0][0] <= horizon:
             _, _, job_id, version = heapq.heappop(self._due)
             entry = self._entries.get(job_id)
             if entry is None or entry.version != version or entry.in_flight:

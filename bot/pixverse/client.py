@@ -49,6 +49,7 @@ from bot.pixverse.models import (
     ExtendRequest,
     GeneratedVideo,
     ImageToVideoRequest,
+    SoundEffectRequest,
     TextToVideoRequest,
     TransitionRequest,
     UploadedImage,
@@ -173,6 +174,10 @@ class PixVerseClient:
 
     async def extend(self, request: ExtendRequest, *, trace_id: str) -> int:
         return await self._generate("/video/extend/generate", request.body(), trace_id)
+
+    async def sound_effect(self, request: SoundEffectRequest, *, trace_id: str) -> int:
+        """Sound for a finished video: a new video, polled like any other."""
+        return await self._generate("/video/sound_effect/generate", request.body(), trace_id)
 
     async def result(self, video_id: int) -> VideoResult:
         return await self._call("GET", f"/video/result/{int(video_id)}", VideoResult)

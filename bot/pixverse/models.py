@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.pixverse.rules import SEED_MAX, Motion, Quality, Style
 
@@ -97,6 +97,20 @@ class VideoResult(_Response):
     create_time: str | None = None
     modify_time: str | None = None
     credits: int | None = None
+    # Seen in live answers only (docs/pixverse.md, "Result and status codes"): None when
+    # absent, which the bot reads as "no sound".
+    has_audio: bool | None = None
+
+    @field_validator("has_audio", mode="before")
+    @classmethod
+    def _audio_or_unknown(cls, value: Any) -> Any:
+        # It only decides whether the Sound button is offered: an odd value means "not
+        # said", never an unreadable result (which would be polled again and again).
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return {"false": False, "true": True}.get(value.strip().lower())
+        return {0: False, 1: True}.get(value) if isinstance(value, int) else None
 
     @property
     def is_terminal(self) -> bool:
@@ -204,6 +218,10 @@ class _GenerateRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     style: Style | None = None
     template_id: int | None = None
+    # Sound (docs/pixverse.md, "Sound"): native audio on models that have it, else the
+    # sound effect; sent only when asked for, never as false.
+    generate_audio_switch: bool | None = None
+    sound_effect_switch: bool | None = None
 
     def body(self) -> dict[str, Any]:
         """The JSON body: absent options are left out, ids stay JSON numbers (see
@@ -238,3 +256,46 @@ class ExtendRequest(_GenerateRequest):
         if (self.source_video_id is None) == (self.video_media_id is None):
             raise ValueError("extend needs exactly one of source_video_id or video_media_id")
         return self
+
+
+# The sound description's field on the sound-effect endpoint. Two names are in use
+# (docs/pixverse.md, "Sound"): PixVerse's own spec bundle says ``sound_effect_content`` (also
+# the name of the same text inside the generate bodies), one third-party CLI sends ``prompt``.
+# The spec is the official, higher-confidence source, so it wins; should PixVerse turn out to
+# want the other, this one line changes (the simulator accepts both).
+SOUND_DESCRIPTION_FIELD = "sound_effect_content"
+
+
+class SoundEffectRequest(BaseModel):
+    """POST /video/sound_effect/generate: sound for a finished video (docs/pixverse.md,
+    "Sound")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_video_id: int | None = None
+    video_media_id: int | None = None
+    # What the sound should be; "" lets PixVerse make it from the video.
+    description: str = ""
+    # Keep the video's own sound under the new one; None leaves PixVerse's default.
+    original_sound_switch: bool | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> SoundEffectRequest:
+        if (self.source_video_id is None) == (self.video_media_id is None):
+            raise ValueError(
+                "a sound effect needs exactly one of source_video_id or video_media_id"
+            )
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body. The description is sent even when empty: the spec reads an empty
+        one as "choose the sound from the video", and a client that requires the field
+        (PixVerse's own MCP tool does) still finds it."""
+        body: dict[str, Any] = {SOUND_DESCRIPTION_FIELD: self.description}
+        if self.source_video_id is not None:
+            body["source_video_id"] = self.source_video_id
+        if self.video_media_id is not None:
+            body["video_media_id"] = self.video_media_id
+        if self.original_sound_switch is not None:
+            body["original_sound_switch"] = self.original_sound_switch
+        return body

@@ -1,6 +1,6 @@
-"""Use cases on jobs: who may start one here (the precheck), accepting it, what a re-roll or
-an extension of a result asks for, whether a job can be such a source, cancelling one, and
-taking a result down with a refund.
+"""Use cases on jobs: who may start one here (the precheck), accepting it, what a re-roll, an
+extension or sound for a result asks for, whether a job can be such a source, cancelling one,
+and taking a result down with a refund.
 
 Cancelling has one road for members and moderators alike: ``JobService.cancel``. A member
 may cancel only their own job that PixVerse has not yet accepted (queued); a moderator any
@@ -19,7 +19,7 @@ from bot.jobs.options import random_seed
 from bot.jobs.runner import JobRunner
 from bot.jobs.text import clean_prompt
 from bot.pixverse.catalogue import Catalogue
-from bot.pixverse.rules import RuleViolation
+from bot.pixverse.rules import Motion, RuleViolation
 from bot.refusal import Refusal
 from bot.store import BudgetView, Store
 from bot.store.models import (
@@ -89,7 +89,8 @@ def reroll_of(source: Job) -> Reroll:
 
 def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
     """An extension of a result with a new prompt; its own options come from the source, and
-    the prompt's limit from the source's model in ``catalogue``."""
+    the prompt's limit from the source's model in ``catalogue``. It keeps the source's sound:
+    an extension of a video made with audio, or of a Sound result, asks for audio too."""
     text = clean_prompt(prompt)  # as build_options: what PixVerse and the filter see
     if not text:
         raise Refusal(
@@ -100,9 +101,15 @@ def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
         catalogue.check_prompts(source.params.model, text)
     except RuleViolation as exc:
         raise Refusal(str(exc)) from None
+    return extension_options(source).model_copy(update={"prompt": text})
+
+
+def extension_options(source: Job) -> JobParams:
+    """What an extension of ``source`` asks for besides its prompt (what the Extend button
+    prechecks before the member types one): the source's model, quality and duration, a new
+    seed, and the source's sound kept."""
     return source.params.model_copy(
         update={
-            "prompt": text,
             "negative_prompt": None,
             "seed": random_seed(),
             "source": JobSource.JOB,
@@ -110,6 +117,49 @@ def extension_of(source: Job, prompt: str, catalogue: Catalogue) -> JobParams:
             "aspect_ratio": None,
             "template_id": None,
             "effect": None,
+            "audio": source.params.asks_for_sound,
+            "add_sound": False,
+            "notes": (),
+        }
+    )
+
+
+# PixVerse documents no limit for the sound description (docs/pixverse.md, "Sound"); its
+# prompts' limit on the older models keeps it safe.
+SOUND_DESCRIPTION_MAX = 2048
+
+
+def has_sound(job: Job) -> bool:
+    """Whether a finished job's video has sound as far as the bot knows: PixVerse said so,
+    or the member asked for it (the Sound button is offered on the others)."""
+    return bool(job.has_audio) or job.params.asks_for_sound
+
+
+def sound_of(source: Job, description: str = "") -> JobParams:
+    """Sound for a finished video (the Sound button): PixVerse's sound effect on the
+    source's video, described by ``description`` ("" lets PixVerse choose). It is priced by
+    the source's duration (the catalogue's ``[sound_effect]``); model and quality are the
+    source's, for its status message."""
+    if has_sound(source):
+        raise Refusal(f"Job #{source.id} already has sound; nothing was charged.")
+    text = clean_prompt(description)  # what PixVerse and the word filter see
+    if len(text) > SOUND_DESCRIPTION_MAX:
+        raise Refusal(
+            f"The sound description is {len(text)} characters; the limit is "
+            f"{SOUND_DESCRIPTION_MAX}: shorten it."
+        )
+    return source.params.model_copy(
+        update={
+            "prompt": text,
+            "negative_prompt": None,
+            "motion": Motion.NORMAL,
+            "style": None,
+            "seed": None,
+            "source": JobSource.JOB,
+            "template_id": None,
+            "effect": None,
+            "audio": False,
+            "add_sound": True,
             "notes": (),
         }
     )

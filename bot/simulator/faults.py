@@ -26,6 +26,7 @@ class Route(StrEnum):
     TEXT_GENERATE = "text_generate"
     TRANSITION_GENERATE = "transition_generate"
     EXTEND_GENERATE = "extend_generate"
+    SOUND_EFFECT_GENERATE = "sound_effect_generate"
     RESULT = "result"
     EFFECT_TEMPLATES = "effect_templates"
     MEDIA = "media"  # the served files (finished videos and uploads)
@@ -37,6 +38,7 @@ GENERATE_ROUTES = frozenset(
         Route.TEXT_GENERATE,
         Route.TRANSITION_GENERATE,
         Route.EXTEND_GENERATE,
+        Route.SOUND_EFFECT_GENERATE,
     }
 )
 

@@ -30,7 +30,7 @@ from bot.simulator.errors import (
     ApiError,
     envelope,
 )
-from bot.simulator.media import free_box_header, sample_video, served_video_size
+from bot.simulator.media import free_box_header, served_sample, served_video_size
 from bot.simulator.params import Kind
 from bot.simulator.state import RecordedRequest, SimState, Upload
 
@@ -191,7 +191,9 @@ def generate(kind: Kind) -> Handler:
             body = json.loads(await request.read())
         except ValueError:
             raise ApiError(BAD_BINDING, "invalid binding request: body is not JSON") from None
-        job = state.submit(key, state.parse(kind, body), trace)
+        # Sound for a finished video has its own body (docs/pixverse.md, "Sound").
+        parsed = state.parse_sound(key, body) if kind is Kind.SOUND else state.parse(kind, body)
+        job = state.submit(key, parsed, trace)
         params = job.params
         log.info(
             "video %d submitted: %s %s/%s/%ds/%s, %d credits",
@@ -267,33 +269,36 @@ async def effect_templates(request: web.Request) -> web.Response:
 
 
 async def media(request: web.Request) -> web.StreamResponse:
-    """A finished video (the sample, padded to ``video_size_bytes``) or an uploaded file.
-    Like PixVerse's CDN, it needs neither key nor trace id (docs/pixverse.md,
-    "Result and status codes")."""
+    """A finished video (the sample, with a sound track when audio was asked for, padded to
+    ``video_size_bytes``) or an uploaded file. Like PixVerse's CDN, it needs neither key nor
+    trace id (docs/pixverse.md, "Result and status codes")."""
     state = request.app[STATE]
     item = state.served(request.match_info["name"])
     if item is None:
         raise web.HTTPNotFound(text="not found")
     if isinstance(item, Upload):
         return web.Response(body=item.data, content_type=item.content_type)
+    audio = item.params.audio
     if request.get(HALF_VIDEO):
-        return _half_video(state.config.video_size_bytes)
-    return await _stream_video(request, state.config.video_size_bytes)
+        return _half_video(state.config.video_size_bytes, audio)
+    return await _stream_video(request, state.config.video_size_bytes, audio)
 
 
-def _half_video(video_size_bytes: int | None) -> web.Response:
+def _half_video(video_size_bytes: int | None, audio: bool) -> web.Response:
     """The first half of the served video, as a complete HTTP 200 (a CDN that lost the
     rest): its last box claims more bytes than the file holds."""
-    whole = served_video_size(video_size_bytes)
-    sample = sample_video()
+    whole = served_video_size(video_size_bytes, audio=audio)
+    sample = served_sample(audio)
     data = sample + (free_box_header(whole - len(sample)) if whole > len(sample) else b"")
     data += bytes(max(0, whole - len(data)))
     return web.Response(body=data[: whole // 2], content_type="video/mp4")
 
 
-async def _stream_video(request: web.Request, video_size_bytes: int | None) -> web.StreamResponse:
-    sample = sample_video()
-    total = served_video_size(video_size_bytes)
+async def _stream_video(
+    request: web.Request, video_size_bytes: int | None, audio: bool
+) -> web.StreamResponse:
+    sample = served_sample(audio)
+    total = served_video_size(video_size_bytes, audio=audio)
     response = web.StreamResponse()
     response.content_type = "video/mp4"
     response.content_length = total

@@ -7,6 +7,7 @@ opened lazily with Pillow (header only) so a huge image is measured, never decod
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,18 @@ MEDIA_CONTENT_TYPES = {
 _SAMPLE = "sample.mp4"
 _BOX_HEADER = struct.Struct(">I4s")
 _LARGE_BOX_HEADER = struct.Struct(">I4sQ")
+# The sound of a video made with audio: AAC-LC, mono, 44.1 kHz, every frame the smallest
+# valid one (a single channel element without spectral data: silence; the frame hls.js
+# inserts to fill audio gaps). A real `soun` track with an `mp4a` sample entry, a few hundred
+# bytes.
+_AAC_RATE = 44_100
+_AAC_FRAME_SAMPLES = 1024
+_AAC_SILENT_FRAME = bytes([0x00, 0xC8, 0x00, 0x80, 0x23, 0x80])
+# AudioSpecificConfig (ISO/IEC 14496-3, 1.6.2.1): object type 2 (AAC LC), sampling frequency
+# index 4 (44100 Hz), channel configuration 1: 00010 0100 0001 000.
+_AAC_CONFIG = bytes([0x12, 0x08])
+# The identity matrix of tkhd and mvhd (16.16 and 2.30 fixed point).
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,140 @@ def sample_video() -> bytes:
     return resources.files("bot.simulator").joinpath("assets", _SAMPLE).read_bytes()
 
 
+@cache
+def sample_video_with_audio() -> bytes:
+    """The sample clip with a sound track, served for jobs that asked for audio."""
+    return with_silent_audio(sample_video())
+
+
+def served_sample(audio: bool) -> bytes:
+    return sample_video_with_audio() if audio else sample_video()
+
+
+def with_silent_audio(video: bytes) -> bytes:
+    """``video`` (an MP4 with 32-bit box sizes, as the sample is) with a silent AAC track
+    added (ISO/IEC 14496-12 and 14496-14): a `trak` appended to `moov`, its samples in a
+    new `mdat` at the end, and every chunk offset past `moov` moved by its growth."""
+    moov = next(box for box in _children(video, 0, len(video)) if box[0] == b"moov")
+    _, moov_start, moov_body, moov_end = moov
+    mvhd = _child(video, moov_body, moov_end, b"mvhd")
+    version = video[mvhd[2]]
+    timescale, duration = (
+        struct.unpack_from(">II", video, mvhd[2] + 12)
+        if version == 0
+        else struct.unpack_from(">IQ", video, mvhd[2] + 20)
+    )
+    (track_id,) = struct.unpack_from(">I", video, mvhd[3] - 4)  # next_track_ID, last field
+    frames = max(1, math.floor(duration / timescale * _AAC_RATE / _AAC_FRAME_SAMPLES))
+    movie_duration = frames * _AAC_FRAME_SAMPLES * timescale // _AAC_RATE
+
+    body = bytearray(video[moov_body:moov_end])
+    struct.pack_into(">I", body, mvhd[3] - 4 - moov_body, track_id + 1)
+    placeholder = _sound_trak(track_id, frames, movie_duration, 0)
+    growth = len(placeholder)
+    for trak in _children(video, moov_body, moov_end):
+        if trak[0] != b"trak":
+            continue
+        for stco in _descend(video, trak, (b"mdia", b"minf", b"stbl", b"stco")):
+            (count,) = struct.unpack_from(">I", video, stco[2] + 4)
+            for index in range(count):
+                at = stco[2] + 8 + 4 * index
+                (offset,) = struct.unpack_from(">I", video, at)
+                if offset >= moov_end:  # data after moov moves with its growth
+                    struct.pack_into(">I", body, at - moov_body, offset + growth)
+    data_offset = len(video) + growth + _BOX_HEADER.size
+    body += _sound_trak(track_id, frames, movie_duration, data_offset)
+    new_moov = _box(b"moov", bytes(body))
+    audio = _box(b"mdat", _AAC_SILENT_FRAME * frames)
+    return video[:moov_start] + new_moov + video[moov_end:] + audio
+
+
+def _sound_trak(track_id: int, frames: int, movie_duration: int, data_offset: int) -> bytes:
+    frame = len(_AAC_SILENT_FRAME)
+    samples = frames * _AAC_FRAME_SAMPLES
+    bitrate = math.ceil(frame * 8 * _AAC_RATE / _AAC_FRAME_SAMPLES)
+    tkhd = _full(
+        b"tkhd",
+        0,
+        0x000003,  # enabled, in the movie
+        struct.pack(">IIIII", 0, 0, track_id, 0, movie_duration)
+        + bytes(8)
+        + struct.pack(">hhhH", 0, 1, 0x0100, 0)  # layer, alternate group, volume 1.0
+        + _MATRIX
+        + struct.pack(">II", 0, 0),  # no width or height: sound
+    )
+    language = (21 << 10) | (14 << 5) | 4  # "und", 5 bits a letter
+    mdhd = _full(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, _AAC_RATE, samples, language, 0))
+    hdlr = _full(b"hdlr", 0, 0, struct.pack(">I4s", 0, b"soun") + bytes(12) + b"SoundHandler\0")
+    smhd = _full(b"smhd", 0, 0, struct.pack(">hH", 0, 0))
+    dinf = _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1) + _full(b"url ", 0, 1, b"")))
+    decoder_info = bytes([0x05, len(_AAC_CONFIG)]) + _AAC_CONFIG
+    decoder_body = (
+        bytes([0x40, 0x15])  # MPEG-4 audio; audio stream, upstream 0, reserved 1
+        + bytes(3)  # bufferSizeDB
+        + struct.pack(">II", bitrate, bitrate)
+        + decoder_info
+    )
+    decoder = bytes([0x04, len(decoder_body)]) + decoder_body
+    sl_config = bytes([0x06, 1, 0x02])  # predefined: MP4 files
+    es_body = struct.pack(">HB", track_id, 0) + decoder + sl_config
+    esds = _full(b"esds", 0, 0, bytes([0x03, len(es_body)]) + es_body)
+    mp4a = _box(
+        b"mp4a",
+        bytes(6)
+        + struct.pack(">H", 1)  # data reference index
+        + bytes(8)
+        + struct.pack(">HHHHI", 1, 16, 0, 0, _AAC_RATE << 16)  # mono, 16 bit, rate 16.16
+        + esds,
+    )
+    stbl = _box(
+        b"stbl",
+        _full(b"stsd", 0, 0, struct.pack(">I", 1) + mp4a)
+        + _full(b"stts", 0, 0, struct.pack(">III", 1, frames, _AAC_FRAME_SAMPLES))
+        + _full(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, frames, 1))
+        + _full(b"stsz", 0, 0, struct.pack(">II", frame, frames))
+        + _full(b"stco", 0, 0, struct.pack(">II", 1, data_offset)),
+    )
+    minf = _box(b"minf", smhd + dinf + stbl)
+    return _box(b"trak", tkhd + _box(b"mdia", mdhd + hdlr + minf))
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return _BOX_HEADER.pack(_BOX_HEADER.size + len(payload), kind) + payload
+
+
+def _full(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
+
+
+_Span = tuple[bytes, int, int, int]  # kind, start, body, end
+
+
+def _children(data: bytes, start: int, end: int) -> list[_Span]:
+    found: list[_Span] = []
+    offset = start
+    while offset + _BOX_HEADER.size <= end:
+        size, kind = _BOX_HEADER.unpack_from(data, offset)
+        if size < _BOX_HEADER.size or offset + size > end:
+            break  # 64-bit or open-ended sizes: the sample has none
+        found.append((kind, offset, offset + _BOX_HEADER.size, offset + size))
+        offset += size
+    return found
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> _Span:
+    return next(box for box in _children(data, start, end) if box[0] == kind)
+
+
+def _descend(data: bytes, box: _Span, path: tuple[bytes, ...]) -> list[_Span]:
+    found = [box]
+    for kind in path:
+        found = [
+            c for parent in found for c in _children(data, parent[2], parent[3]) if c[0] == kind
+        ]
+    return found
+
+
 def free_box_header(padding: int) -> bytes:
     """The header of a top-level `free` box of ``padding`` bytes in all (ISO/IEC 14496-12):
     players skip it, so a padded file stays playable."""
@@ -136,10 +283,10 @@ def free_box_header(padding: int) -> bytes:
     return _LARGE_BOX_HEADER.pack(1, b"free", padding)  # size 1 = 64-bit size follows
 
 
-def served_video_size(video_size_bytes: int | None) -> int:
+def served_video_size(video_size_bytes: int | None, *, audio: bool = False) -> int:
     """The size of the file served for ``video_size_bytes``: the sample, or padded to it
     (never smaller than the sample plus the smallest box)."""
-    base = len(sample_video())
+    base = len(served_sample(audio))
     if video_size_bytes is None or video_size_bytes <= base:
         return base
     return max(video_size_bytes, base + _BOX_HEADER.size)

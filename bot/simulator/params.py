@@ -32,6 +32,7 @@ class Kind(StrEnum):
     TEXT = "text"
     TRANSITION = "transition"
     EXTEND = "extend"
+    SOUND = "sound_effect"  # sound for a finished video: parse_sound_effect
 
 
 # Camera movements: docs/pixverse.md, "Input limits".
@@ -210,6 +211,51 @@ def parse_generate(kind: Kind, body: Any, catalogue: Catalogue) -> GenerateParam
         if not spec.camera_movement:
             raise ApiError(INVALID_PARAMETER, f"camera_movement is not supported on {model}")
     return params
+
+
+# The sound description's two names in use (docs/pixverse.md, "Sound"): the spec bundle's and
+# a third-party CLI's. Both are accepted; a body giving both must not disagree.
+SOUND_DESCRIPTION_FIELDS = ("sound_effect_content", "prompt")
+SOUND_DESCRIPTION_MAX = 2048  # undocumented; the older models' prompt limit
+
+
+@dataclass(frozen=True, slots=True)
+class SoundEffectParams:
+    """A checked sound-effect body (docs/pixverse.md, "Sound")."""
+
+    source_video_id: int | None
+    video_media_id: int | None
+    description: str
+    original_sound: bool
+
+
+def parse_sound_effect(body: Any) -> SoundEffectParams:
+    """The checked fields of a sound-effect body: exactly one source, an optional
+    description under either name, an optional ``original_sound_switch``."""
+    if not isinstance(body, dict):
+        raise ApiError(BAD_BINDING, "invalid binding request: body must be a JSON object")
+    source_id = _integer(body, "source_video_id", 1, ID_MAX)
+    media_id = _integer(body, "video_media_id", 1, ID_MAX)
+    if source_id is None and media_id is None:
+        raise ApiError(EMPTY_PARAMETER, "source_video_id or video_media_id is required")
+    if source_id is not None and media_id is not None:
+        raise ApiError(
+            INVALID_PARAMETER, "exactly one of source_video_id or video_media_id is required"
+        )
+    texts = {text for name in SOUND_DESCRIPTION_FIELDS if (text := _string(body, name))}
+    if len(texts) > 1:
+        raise ApiError(INVALID_PARAMETER, "sound_effect_content and prompt disagree")
+    description = texts.pop() if texts else ""
+    if len(description) > SOUND_DESCRIPTION_MAX:
+        raise ApiError(
+            PROMPT_TOO_LONG, f"sound_effect_content is longer than {SOUND_DESCRIPTION_MAX}"
+        )
+    original = body.get("original_sound_switch")
+    if original is not None and not isinstance(original, bool):
+        raise ApiError(
+            BAD_BINDING, "invalid binding request: original_sound_switch must be a boolean"
+        )
+    return SoundEffectParams(source_id, media_id, description, original is True)
 
 
 def _string(body: dict[str, Any], name: str) -> str | None:

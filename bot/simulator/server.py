@@ -189,6 +189,11 @@ def create_app(state: SimState) -> web.Application:
         handlers.generate(Kind.EXTEND),
         name=Route.EXTEND_GENERATE,
     )
+    router.add_post(
+        f"{API}/video/sound_effect/generate",
+        handlers.generate(Kind.SOUND),
+        name=Route.SOUND_EFFECT_GENERATE,
+    )
     router.add_get(f"{API}/video/result/{{video_id}}", handlers.result, name=Route.RESULT)
     router.add_get(
         f"{API}/video/effects/templates/list",

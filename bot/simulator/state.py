@@ -43,7 +43,13 @@ from bot.simulator.media import (
     output_size,
     parse_ratio,
 )
-from bot.simulator.params import GenerateParams, Kind, parse_generate
+from bot.simulator.params import (
+    GenerateParams,
+    Kind,
+    SoundEffectParams,
+    parse_generate,
+    parse_sound_effect,
+)
 
 # A prompt containing this marker ends in status 7 (moderation failed, credits refunded),
 # so tests and operators can exercise the asynchronous moderation path (status 7 in
@@ -231,6 +237,32 @@ class SimState:
         """A generate body checked as PixVerse would (``params.parse_generate``)."""
         return parse_generate(kind, body, self.catalogue)
 
+    def parse_sound(self, key: str, body: Any) -> GenerateParams:
+        """A sound-effect body checked as PixVerse would: the new video takes its source's
+        model, quality and duration (an uploaded video: the default model, 5 s), and its
+        description as its prompt; 400017 when the source is no finished video of this
+        account."""
+        sound: SoundEffectParams = parse_sound_effect(body)
+        catalogue = self.catalogue
+        spec = catalogue.spec(catalogue.default)
+        model, quality, duration = spec.name, spec.qualities[0], 5
+        if sound.source_video_id is not None:
+            source = self.jobs.get(sound.source_video_id)
+            if source is not None and source.owner == key:
+                model = source.params.model
+                quality, duration = source.params.quality, source.params.duration
+        # The source itself is checked at submit (``_source_ratio``), as an extension's.
+        return GenerateParams(
+            kind=Kind.SOUND,
+            prompt=sound.description,
+            model=model,
+            duration=duration,
+            quality=quality,
+            source_video_id=sound.source_video_id,
+            video_media_id=sound.video_media_id,
+            audio=True,
+        )
+
     # -- accounts ----------------------------------------------------------------------
 
     def key_accepted(self, key: str | None) -> bool:
@@ -346,11 +378,16 @@ class SimState:
         """Check what needs the account, charge, and start a job; or raise ApiError."""
         ratio = self._source_ratio(key, params)
         self._check_template(params)
-        # The combination is already checked; the price is the catalogue's unless the
-        # account is set to charge another (``price_overrides``).
-        credits = self.config.price_overrides.get(
-            cost_key(params.combination), self.catalogue.price(params.combination)
-        )
+        if params.kind is Kind.SOUND:
+            # Sound for a video: the catalogue's sound effect, by the video's duration
+            # (docs/pixverse.md, "Credits").
+            credits = self.catalogue.sound_effect.price(params.duration)
+        else:
+            # The combination is already checked; the price is the catalogue's unless the
+            # account is set to charge another (``price_overrides``).
+            credits = self.config.price_overrides.get(
+                cost_key(params.combination), self.catalogue.price(params.combination)
+            )
         account = self.account(key)
         self.settle(account)
         if account.total < credits:
@@ -535,7 +572,9 @@ class SimState:
             "quality": params.quality.value,
             "duration": params.duration,
             "aspect_ratio": params.aspect_ratio or _ratio_text(job.width, job.height),
-            "has_audio": False,
+            # Sound was asked for (native audio, the sound-effect switch or endpoint): the
+            # served file then has a sound track (``media.sample_video_with_audio``).
+            "has_audio": params.audio,
             "credits": job.credits,
         }
 

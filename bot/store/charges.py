@@ -31,8 +31,14 @@ class PriceDifference:
 
 
 def variant_of(params: JobParams) -> str:
-    """What besides model, quality and duration sets the price: fast motion."""
-    return "" if params.motion.value == "normal" else params.motion.value
+    """What besides model, quality and duration sets the price: fast motion, audio, or a
+    Sound job (the sound effect alone)."""
+    if params.add_sound:
+        return "sound effect"
+    parts: list[str] = [] if params.motion.value == "normal" else [params.motion.value]
+    if params.audio:
+        parts.append("audio")
+    return " ".join(parts)
 
 
 def record(

@@ -61,6 +61,7 @@ UPDATABLE_FIELDS = frozenset(
         "error",
         "started_at",
         "submitted_at",
+        "has_audio",
     }
 )
 
@@ -115,7 +116,10 @@ class JobStore:
 
     def price(self, params: JobParams) -> int:
         """Credits for these parameters: the catalogue's price with the operator's overrides
-        (``CREDIT_COSTS``); RuleViolation when the catalogue refuses them."""
+        (``CREDIT_COSTS``); RuleViolation when the catalogue refuses them. A Sound job costs
+        the catalogue's ``[sound_effect]`` for the source's duration."""
+        if params.add_sound:
+            return self.catalogue.sound_effect.price(params.duration)
         return self.combination_price(params.combination)
 
     def combination_price(self, combo: Combination) -> int:

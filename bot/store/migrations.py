@@ -305,7 +305,14 @@ CREATE TABLE job_extra_inputs (
 ALTER TABLE jobs ADD COLUMN pixverse_last_img_id INTEGER;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+# 12: sound (issue 10, item 4). jobs.has_audio keeps what PixVerse said of a finished video
+# (``has_audio`` in the result: 1 or 0; NULL when it did not say), so the Sound button is
+# offered only on results without sound, also when the result is delivered after a restart.
+_V12 = """
+ALTER TABLE jobs ADD COLUMN has_audio INTEGER CHECK (has_audio IN (0, 1));
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 
 
 class SchemaTooNew(RuntimeError):

@@ -39,6 +39,7 @@ class JobKind(StrEnum):
     REROLL = "reroll"
     TEXT = "text"  # /imagine: a video from text alone
     TRANSITION = "transition"  # /transition: a video from a first and a last frame
+    SOUND = "sound"  # the Sound button: PixVerse's sound effect on a finished video
 
 
 class JobSource(StrEnum):
@@ -73,6 +74,13 @@ class JobParams(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     template_id: int | None = None
     effect: str | None = None
+    # The video gets sound: native audio on models whose catalogue entry has it
+    # (generate_audio_switch), else PixVerse's sound effect (sound_effect_switch).
+    audio: bool = False
+    # A Sound job: PixVerse's sound-effect endpoint on the parent job's video; ``prompt`` is
+    # what the sound should be ("" lets PixVerse choose), and model, quality and duration
+    # are the source's (the duration prices it).
+    add_sound: bool = False
     source: JobSource = JobSource.IMAGE
     # A text video's aspect ratio (source TEXT); other videos follow their input.
     aspect_ratio: str | None = None
@@ -81,7 +89,12 @@ class JobParams(BaseModel):
 
     @property
     def combination(self) -> Combination:
-        return Combination(self.model, self.quality, self.duration, self.motion)
+        return Combination(self.model, self.quality, self.duration, self.motion, self.audio)
+
+    @property
+    def asks_for_sound(self) -> bool:
+        """Whether the member asked for a video with sound (audio, or a Sound job)."""
+        return self.audio or self.add_sound
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +166,8 @@ class Job:
     delivery_since: datetime | None = None
     # A transition's last frame at PixVerse (its first is pixverse_img_id).
     pixverse_last_img_id: int | None = None
+    # PixVerse's ``has_audio`` for the finished video; None: not said (or not finished).
+    has_audio: bool | None = None
 
     @property
     def is_final(self) -> bool:
@@ -196,6 +211,7 @@ class Job:
             upload_limit=row["upload_limit"],
             delivery_since=from_ts(row["delivery_since"]),
             pixverse_last_img_id=row["pixverse_last_img_id"],
+            has_audio=None if row["has_audio"] is None else bool(row["has_audio"]),
         )
 
 

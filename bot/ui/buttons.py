@@ -1,4 +1,5 @@
-"""The result buttons: Re-roll and Extend, usable by any member, charged to whoever clicks.
+"""The result buttons: Re-roll, Extend and (on a result without sound) Sound, usable by any
+member, charged to whoever clicks.
 
 They are ``DynamicItem``s whose ``custom_id`` carries the job id, so they keep working after
 a restart without any stored view.
@@ -16,7 +17,13 @@ import discord
 from bot.errors import UserFacingError
 from bot.jobs.progress import JobUpdate
 from bot.service import NotUsable, usable_source
-from bot.service.jobs import extension_of, reroll_of
+from bot.service.jobs import (
+    SOUND_DESCRIPTION_MAX,
+    extension_of,
+    extension_options,
+    reroll_of,
+    sound_of,
+)
 from bot.store.models import Job, JobKind, JobState
 from bot.tree import answer_error
 from bot.ui.context import services
@@ -120,8 +127,10 @@ class ExtendButton(
     async def run(self, interaction: discord.Interaction[Any]) -> None:
         source = await _finished_job(interaction, self.job_id)
         # Refuse at the click rather than after the member has typed a prompt: the extension
-        # costs what the source cost (same model, quality and duration).
-        await services(interaction).intake.precheck(interaction, source.params, check_prompt=False)
+        # costs what the source's options cost (same model, quality, duration and sound).
+        await services(interaction).intake.precheck(
+            interaction, extension_options(source), check_prompt=False
+        )
         modal = ExtendModal(self.job_id)
         spec = services(interaction).store.catalogue.models.get(source.params.model)
         if spec is not None:
@@ -176,6 +185,69 @@ async def _extend_from_modal(interaction: discord.Interaction[Any], job_id: int,
     )
 
 
+class SoundButton(
+    JobButton,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pixbot:sound:(?P<job>\d+)",
+):
+    def __init__(self, job_id: int) -> None:
+        discord.ui.DynamicItem.__init__(self, self.make("sound", "Sound", "🔊", job_id))
+        JobButton.__init__(self, job_id)
+
+    async def run(self, interaction: discord.Interaction[Any]) -> None:
+        source = await _finished_job(interaction, self.job_id)
+        # Refused at the click rather than after the member has described the sound: the
+        # price is known (the source's duration), the description is checked on submit.
+        params = sound_of(source)
+        await services(interaction).intake.precheck(interaction, params, check_prompt=False)
+        modal = SoundModal(self.job_id)
+        # Not kept by discord.py, as the Extend form: submit_sound_modal answers it.
+        modal.stop()
+        await interaction.response.send_modal(modal)
+
+
+SOUND_MODAL_PREFIX = "pixbot:sound-modal:"
+SOUND_MODAL_ID = re.compile(re.escape(SOUND_MODAL_PREFIX) + r"(?P<job>\d+)")
+SOUND_FIELD = "sound"
+
+
+class SoundModal(discord.ui.Modal, title="Add sound to this video"):
+    """The form's layout; its submissions are answered by ``submit_sound_modal``."""
+
+    sound: discord.ui.TextInput[SoundModal] = discord.ui.TextInput(
+        label="What should it sound like? (optional)",
+        style=discord.TextStyle.paragraph,
+        required=False,
+        max_length=SOUND_DESCRIPTION_MAX,
+        placeholder="Rain on a tin roof… or leave it empty and PixVerse picks the sound",
+        custom_id=SOUND_FIELD,
+    )
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(custom_id=f"{SOUND_MODAL_PREFIX}{job_id}", timeout=None)
+
+
+async def submit_sound_modal(interaction: discord.Interaction[Any]) -> bool:
+    """Answer a submitted Sound form; False if the interaction is not one."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    match = SOUND_MODAL_ID.fullmatch(str(data.get("custom_id", "")))
+    if interaction.type is not discord.InteractionType.modal_submit or match is None:
+        return False
+    try:
+        await _sound_from_modal(interaction, int(match["job"]), _field(data, SOUND_FIELD))
+    except Exception as exc:
+        await report_item_error(interaction, exc)
+    return True
+
+
+async def _sound_from_modal(interaction: discord.Interaction[Any], job_id: int, text: str) -> None:
+    source = await _finished_job(interaction, job_id)
+    params = sound_of(source, text)
+    await services(interaction).intake.accept(
+        interaction, params, kind=JobKind.SOUND, parent_job_id=source.id
+    )
+
+
 def _field(node: Any, custom_id: str) -> str:
     """A text input's value from a modal submission, in rows or labels, however nested."""
     if isinstance(node, dict):
@@ -193,11 +265,12 @@ async def answer_unrouted(
     dynamic_items: Sequence[type[discord.ui.DynamicItem[Any]]],
 ) -> None:
     """Answer what no handler will, so a member never sees "This interaction failed": an
-    Extend form (``submit_extend_modal``), and a component whose ``custom_id`` none of
-    ``dynamic_items`` claims (forged, malformed such as ``pixbot:reroll:abc``, or from a
-    button this bot no longer makes). Every component the bot sends is one of those
-    ``DynamicItem``s (they outlive restarts), so no live view waits for the others."""
-    if await submit_extend_modal(interaction):
+    Extend or Sound form (``submit_extend_modal``, ``submit_sound_modal``), and a component
+    whose ``custom_id`` none of ``dynamic_items`` claims (forged, malformed such as
+    ``pixbot:reroll:abc``, or from a button this bot no longer makes). Every component the
+    bot sends is one of those ``DynamicItem``s (they outlive restarts), so no live view waits
+    for the others."""
+    if await submit_extend_modal(interaction) or await submit_sound_modal(interaction):
         return
     data: dict[str, Any] = dict(interaction.data or {})
     custom_id = str(data.get("custom_id", ""))
@@ -208,7 +281,7 @@ async def answer_unrouted(
             return  # that item's callback answers
     elif not (
         interaction.type is discord.InteractionType.modal_submit
-        and custom_id.startswith(EXTEND_MODAL_PREFIX)
+        and custom_id.startswith((EXTEND_MODAL_PREFIX, SOUND_MODAL_PREFIX))
     ):
         # Commands and autocomplete have the tree; Discord sends only the forms the bot
         # opened, and another form has its own handler.
@@ -235,4 +308,6 @@ def result_view(update: JobUpdate) -> discord.ui.View | None:
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(update.job_id))
     view.add_item(ExtendButton(update.job_id))
+    if update.without_sound:
+        view.add_item(SoundButton(update.job_id))
     return view

@@ -170,7 +170,8 @@ def log_embed(
     embed.add_field(name="Member", value=f"<@{update.owner_id}>")
     embed.add_field(name="Channel", value=f"<#{update.channel_id}>")
     embed.add_field(name="Kind", value=update.kind)
-    embed.add_field(name="Options", value=f"{p.model} · {p.quality.value} · {p.duration} s")
+    audio = " · audio" if p.audio else ""
+    embed.add_field(name="Options", value=f"{p.model} · {p.quality.value} · {p.duration} s{audio}")
     embed.add_field(name="Credits", value=str(update.cost))
     if update.parent_job_id is not None:
         embed.add_field(name="From job", value=f"#{update.parent_job_id}")

@@ -34,12 +34,14 @@ _WHAT = {
     "reroll": "re-roll",
     "text": "text video",
     "transition": "transition",
+    "sound": "sound",
 }
 _BAR_CELLS = 10
 PROMPT_PREVIEW = 80
 # Elapsed time is shown in steps this long: a status that changed every second would be
 # edited constantly.
 ELAPSED_STEP = 5
+SOUND_CHOSEN_BY_PIXVERSE = "(no description: PixVerse picks the sound)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,10 @@ def render(update: JobUpdate) -> Rendered:
 
     embed = discord.Embed(
         title=f"Job #{update.job_id} · {_state_line(update)}"[:256],
-        description=discord.utils.escape_markdown(prompt_start(options.prompt, 300)),
+        description=(
+            discord.utils.escape_markdown(prompt_start(options.prompt, 300))
+            or (SOUND_CHOSEN_BY_PIXVERSE if options.add_sound else "")
+        ),
         colour=_COLOUR.get(update.state, discord.Colour.blurple()),
     )
     embed.add_field(name="Model", value=options.model)
@@ -116,7 +121,12 @@ def render(update: JobUpdate) -> Rendered:
         embed.add_field(name="Style", value=options.style.value)
     if options.effect:
         embed.add_field(name="Effect", value=options.effect[:100])
-    embed.add_field(name="Seed", value=str(options.seed))
+    if options.audio:
+        embed.add_field(name="Audio", value="on")
+    if options.add_sound:
+        embed.add_field(name="Sound", value="added to the video")
+    elif options.seed is not None:
+        embed.add_field(name="Seed", value=str(options.seed))
     if update.parent_job_id is not None:
         embed.add_field(name="From job", value=f"#{update.parent_job_id}")
 
