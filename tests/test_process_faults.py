@@ -552,10 +552,11 @@ def _noise_png(side: int = 600) -> bytes:
 
 
 async def _break_storage(db: Any, fault: str) -> None:
+    # On the writing connection (reads have their own, which never writes).
     if fault == "read-only":
-        await db.read(lambda conn: conn.execute("PRAGMA query_only = ON"))
+        await db._call(lambda conn: conn.execute("PRAGMA query_only = ON"))
     else:
-        await db.read(
+        await db._call(
             lambda conn: conn.execute(
                 "PRAGMA max_page_count = " + str(conn.execute("PRAGMA page_count").fetchone()[0])
             )
@@ -564,7 +565,7 @@ async def _break_storage(db: Any, fault: str) -> None:
 
 async def _mend_storage(db: Any, fault: str) -> None:
     pragma = "query_only = OFF" if fault == "read-only" else "max_page_count = 1073741823"
-    await db.read(lambda conn: conn.execute(f"PRAGMA {pragma}"))
+    await db._call(lambda conn: conn.execute(f"PRAGMA {pragma}"))
 
 
 @pytest.mark.parametrize("fault", ["read-only", "full"])
