@@ -31,7 +31,7 @@ MISSED_WEBHOOKS = 3
 # flight fall due every few milliseconds, and each wake-up of the process costs far more CPU
 # than the poll it sends (docs/architecture.md, "CPU"). A pass sends the polls due up to
 # half this early and wakes half this late, so on average a poll goes out at its time.
-COALESCE_SECONDS = 0.2
+COALESCE_SECONDS = 0.1
 
 Check = Callable[[int], Awaitable[None]]
 
