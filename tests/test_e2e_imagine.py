@@ -245,7 +245,9 @@ async def test_imagine_with_audio_asks_pixverse_for_sound_and_charges_it(world):
     assert effect.json["sound_effect_switch"] is True
     assert "generate_audio_switch" not in effect.json
     catalogue = bot.store.catalogue
-    assert job.cost == catalogue.price(job.params.combination) > catalogue.price(
-        dataclasses.replace(job.params.combination, audio=False)
+    assert (
+        job.cost
+        == catalogue.price(job.params.combination)
+        > catalogue.price(dataclasses.replace(job.params.combination, audio=False))
     )
     assert plain.cost == 45 + 10
