@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -23,11 +24,12 @@ from bot.pixverse.catalogue import (
     price_table,
     shipped_catalogue,
 )
-from bot.pixverse.models import ImageToVideoRequest
+from bot.pixverse.models import ImageToVideoRequest, TextToVideoRequest, TransitionRequest
 from bot.pixverse.rules import Combination, Motion, Quality, RuleViolation
 from bot.simulator import SimState, SimulatorConfig
 from bot.simulator.errors import ApiError
 from bot.simulator.params import Kind
+from bot.store.models import JobSource
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = shipped_catalogue()
@@ -400,6 +402,74 @@ def test_with_audio_every_combination_the_bot_accepts_the_simulator_accepts_alik
     accepted, refused = _walk(SHIPPED, audio=True)
     assert accepted == len(list(SHIPPED.combinations(audio=True))) == 174
     assert refused > accepted
+
+
+def test_text_and_transition_walk_every_model_and_ratio_the_bot_accepts():
+    # /imagine and /transition: every model × aspect ratio (text) and every model (frames),
+    # with and without audio. What the bot accepts, the simulator makes at the same price;
+    # what it refuses (a ratio the model lacks), the simulator refuses too.
+    state = SimState(
+        SimulatorConfig(catalogue=SHIPPED, balance=10**12, max_concurrent=10**6, seed=1)
+    )
+    first, last = state.upload_image(KEY, _png()), state.upload_image(KEY, _png())
+    defaults = Defaults(SHIPPED.default, Quality.P540, 5)
+    accepted = refused = 0
+    for model, audio in itertools.product(SHIPPED.names, (False, True)):
+        for ratio in SHIPPED.aspect_ratios:
+            try:
+                params = build_options(
+                    catalogue=SHIPPED,
+                    defaults=defaults,
+                    effects={},
+                    prompt="a lighthouse at dusk",
+                    model=model,
+                    aspect_ratio=ratio,
+                    audio=audio,
+                    source=JobSource.TEXT,
+                )
+            except OptionRejected:
+                params = None
+            fields = {**request_fields(defaults_params(model, audio)), "aspect_ratio": ratio}
+            fields.update(audio_fields(defaults_params(model, audio), SHIPPED))
+            body = TextToVideoRequest(**fields).body()
+            trace = f"text-{model}-{ratio}-{audio}"
+            try:
+                job = state.submit(KEY, state.parse(Kind.TEXT, body), trace)
+            except ApiError as exc:
+                assert params is None, (
+                    f"the simulator refused what the bot accepted: {body} ({exc})"
+                )
+                refused += 1
+                continue
+            assert params is not None, f"the simulator accepted what the bot refused: {body}"
+            assert job.credits == SHIPPED.price(params.combination), body
+            accepted += 1
+        params = build_options(
+            catalogue=SHIPPED,
+            defaults=defaults,
+            effects={},
+            prompt="from dawn to dusk",
+            model=model,
+            audio=audio,
+            source=JobSource.FRAMES,
+        )
+        fields = {**request_fields(params), **audio_fields(params, SHIPPED)}
+        body = TransitionRequest(first_frame_img=first.id, last_frame_img=last.id, **fields).body()
+        job = state.submit(KEY, state.parse(Kind.TRANSITION, body), f"frames-{model}-{audio}")
+        assert job.credits == SHIPPED.price(params.combination), body
+    assert accepted and refused
+
+
+def defaults_params(model: str, audio: bool) -> Any:
+    return build_options(
+        catalogue=SHIPPED,
+        defaults=Defaults(SHIPPED.default, Quality.P540, 5),
+        effects={},
+        prompt="a lighthouse at dusk",
+        model=model,
+        audio=audio,
+        source=JobSource.TEXT,
+    )
 
 
 def test_the_walk_holds_for_a_replacement_catalogue(tmp_path):
