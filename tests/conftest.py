@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fakediscord import FakeDiscord, Message, permissions
 from PIL import Image
+from store_fixtures import FakeClock, open_store
 
 from bot.app import PixBot
 from bot.jobs.delivery import DeliveryPolicy
@@ -27,6 +28,7 @@ from bot.jobs.runner import RunnerConfig
 from bot.jobs.schedule import PollSchedule
 from bot.settings import Settings
 from bot.simulator import Simulator, SimulatorConfig
+from bot.store import Store
 
 FAST_RUNNER = RunnerConfig(
     max_active=5,
@@ -173,6 +175,19 @@ def status_text(message: Message) -> str:
             parts.append(f"{item.get('name')}: {item.get('value')}")
         parts.append((embed.get("footer") or {}).get("text", ""))
     return "\n".join(parts)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The store tests' clock (2025-03-10 12:00 UTC); a module may bring its own."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    """A migrated store in a fresh folder, on ``clock``."""
+    async with open_store(tmp_path, clock) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ the catalogue's price are counted per combination."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-from store_fixtures import DAILY, GUILD, FakeClock, create, ledger_state, open_store, server
+from store_fixtures import DAILY, GUILD, FakeClock, create, ledger_state, server
 
 from bot.pixverse.rules import Motion, Quality
 from bot.store import JobParams, NewJob, Store, ledger
@@ -17,17 +15,6 @@ from bot.store.clock import day_of, to_ts
 
 USER = 42
 RESERVED = 45  # v4.5 540p 5 s, as the store fixtures price it
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
 
 
 async def ledger_row(store: Store, job_id: int) -> tuple[int, int | None]:

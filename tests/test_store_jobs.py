@@ -16,7 +16,6 @@ from store_fixtures import (
     FakeClock,
     create,
     ledger_state,
-    open_store,
     pick_next,
     with_limits,
 )
@@ -39,17 +38,6 @@ from bot.store import ledger as ledger_sql
 from bot.store.models import LAST_FRAME
 
 ALICE, BOB, CAROL = 1, 2, 3
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
 
 
 async def count(store: Store, table: str) -> int:

@@ -40,17 +40,6 @@ LEDGER_OPS = {"commit": ledger_commit, "release": ledger_release}
 ROLE_VIP, ROLE_MEGA = 7, 8
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
-
-
 async def quota(store: Store, user: int = USER, roles: tuple[int, ...] = (), daily: int = DAILY):
     return await with_limits(store, daily_credits=daily).ledger.quota(GUILD, user, role_ids=roles)
 

@@ -40,17 +40,6 @@ BOT_USER = 555
 RESET = datetime(2025, 3, 11, tzinfo=UTC)  # the FakeClock starts on 2025-03-10 12:00 UTC
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
-
-
 def budgeted(store: Store, budget: int) -> Store:
     return with_limits(store, budget_daily_credits=budget)
 
