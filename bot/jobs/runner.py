@@ -946,7 +946,8 @@ class JobRunner:
 
 
 def explain(error: PixVerseError) -> str:
-    """What a member is told when PixVerse refuses a job."""
+    """What a member is told when PixVerse refuses a job. (Out of credits never fails a job:
+    ``_advance`` sends it back to the queue, which pauses.)"""
     if isinstance(error, ModerationRejected):
         return "PixVerse's content moderation refused the input: change the image or prompt."
     if isinstance(error, EffectUnavailable):
@@ -964,8 +965,6 @@ def explain(error: PixVerseError) -> str:
         return f"PixVerse could not use the input file: {error.message}"
     if isinstance(error, InvalidParameters):
         return f"PixVerse refused the request: {error.message}"
-    if isinstance(error, OutOfCredits):
-        return "The bot's PixVerse account is out of credits: please tell a server admin."
     if isinstance(error, AuthError):
         return "PixVerse refused the bot's API key: please tell the bot's operator."
     if isinstance(error, NotFound):
