@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 from bot.store import Database
+from bot.store.db import StorageUnavailable
 from bot.store.migrations import (
     MIGRATIONS,
     SchemaTooNew,
@@ -127,6 +129,20 @@ async def test_a_failing_migration_leaves_the_previous_version_whole(tmp_path: P
         await Database.open(path, migrations=broken)
     assert user_version(path) == 1
     assert "half" not in {name for _, name, _ in schema_of(path)}
+
+
+async def test_a_failed_open_leaves_no_database_thread_behind(tmp_path: Path) -> None:
+    # A thread still stopping after open() failed would answer a closed loop and print a
+    # traceback under the operator's one-line message.
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+    before = workers()
+    folder = tmp_path / "a-folder-not-a-file"
+    folder.mkdir()
+    with pytest.raises(StorageUnavailable):
+        await Database.open(folder)
+    assert workers() == before
 
 
 def test_split_statements_keeps_triggers_whole() -> None:

@@ -35,6 +35,7 @@ SyncFn = Callable[[sqlite3.Connection], T]
 BUSY_TIMEOUT_MS = 10_000
 # Bounds one batch so a burst cannot hold the write lock (and the other connection) for long.
 MAX_BATCH = 512
+THREAD_STOP_SECONDS = 5.0  # how long a failed open waits for aiosqlite's thread to stop
 # Rows ANALYZE samples per index at shutdown (SQLite suggests 100-1000).
 ANALYSIS_LIMIT = 1000
 
@@ -295,10 +296,21 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: the store issues BEGIN/COMMIT itself, never Python's
             # implicit ones.
-            conn = await aiosqlite.connect(
+            connecting = aiosqlite.connect(
                 path, isolation_level=None, timeout=busy_timeout_ms / 1000
             )
+        except OSError as exc:
+            fault = storage_fault(exc, path)
+            if fault is None:
+                raise
+            raise fault from exc
+        try:
+            conn = await connecting
         except (OSError, sqlite3.Error) as exc:
+            # aiosqlite stops its thread after a failed connect without waiting for it; the
+            # thread then answers a loop that may be closed by the time it runs, and prints
+            # a traceback over the operator's one line. Wait for it here.
+            await asyncio.to_thread(connecting._thread.join, THREAD_STOP_SECONDS)
             fault = storage_fault(exc, path)
             if fault is None:
                 raise
