@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pgserver
 import pytest
 from fakediscord import FakeDiscord, Message, permissions
+from pgserver import PgServer
 from PIL import Image
 from store_fixtures import FakeClock, open_store
 
@@ -29,6 +31,8 @@ from bot.jobs.schedule import PollSchedule
 from bot.settings import Settings
 from bot.simulator import Simulator, SimulatorConfig
 from bot.store import Store
+
+SKIPPED_POSTGRES: list[str] = []
 
 FAST_RUNNER = RunnerConfig(
     max_active=5,
@@ -183,11 +187,47 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the session (tests/pgserver.py)."""
+    try:
+        server = PgServer.start()
+    except FileNotFoundError as missing:
+        if pgserver.REQUIRED:
+            pytest.fail(f"PIXBOT_REQUIRE_POSTGRES=1 but {missing}")
+        SKIPPED_POSTGRES.append(str(missing))
+        pytest.skip(str(missing))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    """A migrated store in a fresh folder, on ``clock``."""
-    async with open_store(tmp_path, clock) as opened:
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store test keeps its store: a fresh folder (SQLite), then a fresh PostgreSQL
+    database, so every store test runs on both engines."""
+    if request.param == "sqlite":
+        return tmp_path
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(db_target: Path | str, clock: FakeClock) -> AsyncIterator[Store]:
+    """A migrated store on a fresh database of each engine, on ``clock``."""
+    async with open_store(db_target, clock) as opened:
         yield opened
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SKIPPED_POSTGRES:
+        terminalreporter.write_line(f"NOTE: {SKIPPED_POSTGRES[0]}", yellow=True)
 
 
 @pytest.fixture

@@ -42,9 +42,11 @@ class FakeClock:
 
 @asynccontextmanager
 async def open_store(
-    tmp_path: Path, clock: FakeClock, limits: Limits = LIMITS
+    target: Path | str, clock: FakeClock, limits: Limits = LIMITS
 ) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "data" / "bot.sqlite3", limits=limits, clock=clock)
+    """A store in the folder ``target`` (SQLite) or on the PostgreSQL URL ``target``."""
+    where = target if isinstance(target, str) else target / "data" / "bot.sqlite3"
+    store = await Store.open(where, limits=limits, clock=clock)
     try:
         yield store
     finally:

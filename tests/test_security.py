@@ -68,6 +68,7 @@ VETTED = {
     ("bot/store/moderation.py", "where"): "_search: its callers pass constant conditions",
     ("bot/store/db.py", "sql"): "the Database wrappers: their callers' SQL is checked",
     ("bot/store/migrations.py", "statement"): "split from MIGRATIONS, constant DDL",
+    ("bot/store/pg.py", "ddl"): "MIGRATIONS' constant DDL in PostgreSQL's words",
 }
 _CONSTANT = re.compile(r"^_?[A-Z][A-Z0-9_]*$")
 _NUMERIC = frozenset({"int", "float", "len"})

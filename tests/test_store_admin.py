@@ -21,12 +21,6 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2025, 3, 12, 15, 0, tzinfo=UTC))  # a Wednesday
 
 
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
-
-
 async def last_audit(store: Store):
     entries = await store.admin.audit(GUILD, limit=1)
     assert entries, "no audit row written"

@@ -329,14 +329,14 @@ async def test_usage_rolls_over_at_midnight_utc(store: Store, clock: FakeClock) 
 
 
 async def test_rollover_needs_no_process_running_at_midnight(
-    tmp_path: Path, clock: FakeClock
+    db_target: Path | str, clock: FakeClock
 ) -> None:
     clock.set(datetime(2025, 3, 10, 18, 0, tzinfo=UTC))
-    async with open_store(tmp_path, clock) as first:
+    async with open_store(db_target, clock) as first:
         job = await create(first, USER)
         await first.jobs.finish_done(job.id, "https://x.mp4")
     clock.set(datetime(2025, 3, 11, 9, 0, tzinfo=UTC))  # "restarted" the next morning
-    async with open_store(tmp_path, clock) as second:
+    async with open_store(db_target, clock) as second:
         assert (await quota(second)).used_today == 0
 
 

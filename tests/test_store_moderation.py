@@ -31,12 +31,6 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2025, 3, 12, 15, 0, tzinfo=UTC))
 
 
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock):
-    async with open_store(tmp_path, clock) as opened:
-        yield opened
-
-
 async def audit(store: Store, guild_id: int = GUILD):
     return await store.admin.audit(guild_id, limit=50)
 

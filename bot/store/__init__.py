@@ -56,6 +56,7 @@ from bot.store.models import (
     TopEntry,
 )
 from bot.store.moderation import Moderation, ServerRules
+from bot.store.pg import is_postgres_url, open_postgres
 from bot.store.queue import FairQueue
 from bot.store.strikes import Strike, Strikes
 
@@ -101,7 +102,15 @@ __all__ = [
     "TooManyJobs",
     "TopEntry",
     "Transaction",
+    "open_database",
 ]
+
+
+async def open_database(target: str | Path) -> Database:
+    """The database at ``target``: a PostgreSQL URL (``postgresql://…``), else a SQLite file."""
+    if is_postgres_url(target):
+        return await open_postgres(str(target))
+    return await Database.open(target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +144,7 @@ class Store:
         catalogue: Catalogue | None = None,
         bot_user_id: int = 0,
     ) -> Store:
-        db = await Database.open(path)
+        db = await open_database(path)
         return cls.on(
             db,
             limits=limits,

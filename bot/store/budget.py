@@ -119,7 +119,7 @@ def add_committed(conn: sqlite3.Connection, day: int, amount: int) -> None:
         return
     conn.execute(
         "INSERT INTO budget_days (day, spent) VALUES (?, ?)"
-        " ON CONFLICT (day) DO UPDATE SET spent = spent + excluded.spent",
+        " ON CONFLICT (day) DO UPDATE SET spent = budget_days.spent + excluded.spent",
         (day, amount),
     )
 

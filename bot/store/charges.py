@@ -55,7 +55,8 @@ def record(
         "INSERT INTO price_differences (model, quality, duration, variant, reserved, charged,"
         " jobs, first_at, last_at, last_job_id) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
         " ON CONFLICT (model, quality, duration, variant, reserved, charged) DO UPDATE"
-        " SET jobs = jobs + 1, last_at = excluded.last_at, last_job_id = excluded.last_job_id",
+        " SET jobs = price_differences.jobs + 1, last_at = excluded.last_at,"
+        " last_job_id = excluded.last_job_id",
         (
             params.model,
             params.quality.value,

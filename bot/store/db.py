@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
@@ -80,7 +80,7 @@ class StorageUnavailable(Refusal):
     The transaction did not happen (nothing written, nothing charged). ``str()`` is the line a
     member reads; ``operator_line`` names the file and what to do, for the log."""
 
-    def __init__(self, path: Path, code: str, problem: str, fix: str) -> None:
+    def __init__(self, path: Path | str, code: str, problem: str, fix: str) -> None:
         super().__init__(
             "The bot cannot save anything right now (its storage is failing), so nothing was "
             "started or charged. Please try again later; the operator has been told."
@@ -257,21 +257,42 @@ class Transaction:
         return await self.run(lambda conn: _fetch_all(conn, sql, params))
 
 
-class Database:
-    """One long-lived aiosqlite connection in WAL mode, with serialized write transactions."""
+class Engine(Protocol):
+    """Where the statements run: SQLite here, PostgreSQL in bot/store/pg.py. The store's
+    functions take a connection that answers ``execute(sql, params)`` as sqlite3's does."""
+
+    where: Path | str  # the file, or the server (never its password): for the operator
+
+    async def call(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)`` on the writing connection, in order, one at a time."""
+        ...
+
+    async def read(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)`` in one read snapshot of what is committed."""
+        ...
+
+    async def read_statement(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(connection)``, a single SELECT, on a reading connection."""
+        ...
+
+    def fault(self, exc: BaseException) -> StorageUnavailable | None:
+        """``exc`` as a storage fault the operator must fix, or None."""
+        ...
+
+    async def optimize(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteEngine:
+    """One aiosqlite connection for writes (its own thread), and a second connection for
+    reads on the event loop's thread."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        """Use ``Database.open``."""
         self._conn = conn
         self._raw: sqlite3.Connection = conn._conn
+        self.where: Path | str = path
         self.path = path
-        self._lock = asyncio.Lock()
-        self._queue: list[tuple[SyncFn[Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._tx_owner: asyncio.Task[Any] | None = None
-        self._closed = False
-        self._opened = False  # faults while opening are the caller's to report
-        self._failing: str | None = None  # the storage fault last reported, until a write works
         # Reads run on the event loop's own thread, on a second connection: WAL gives it the
         # last committed state without waiting for writers, and a read of a few indexed rows
         # takes microseconds, while a hop to the database thread and back wakes two threads
@@ -280,18 +301,8 @@ class Database:
 
     @classmethod
     async def open(
-        cls,
-        path: str | Path,
-        *,
-        migrations: Sequence[str] = MIGRATIONS,
-        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-    ) -> Database:
-        """Open (creating the file and its folder) and migrate the database at ``path``.
-
-        Raises ``StorageUnavailable`` (one line for the operator in ``operator_line``) when
-        the file cannot be created, opened or written: a bot that starts on a read-only file
-        would only fail later, on a member's first job."""
-        path = Path(path)
+        cls, path: Path, *, migrations: Sequence[str], busy_timeout_ms: int
+    ) -> SqliteEngine:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: the store issues BEGIN/COMMIT itself, never Python's
@@ -315,20 +326,90 @@ class Database:
             if fault is None:
                 raise
             raise fault from exc
-        db = cls(conn, path)
+        engine = cls(conn, path)
         try:
-            mode = await db._call(lambda raw: _configure(raw, busy_timeout_ms))
-            version = await db._call(lambda raw: migrate(raw, migrations))
-            await db._call(_check_writable)
+            mode = await engine.call(lambda raw: _configure(raw, busy_timeout_ms))
+            version = await engine.call(lambda raw: migrate(raw, migrations))
+            await engine.call(_check_writable)
             if mode.lower() != "wal":
                 raise RuntimeError(f"could not switch {path} to WAL mode (got {mode!r})")
-            db._reader = _open_reader(path, busy_timeout_ms)
-        except BaseException:
+            engine._reader = _open_reader(path, busy_timeout_ms)
+        except BaseException as exc:
             await conn.close()
-            raise
-        db._opened = True
+            fault = storage_fault(exc, path)
+            if fault is None:
+                raise
+            raise fault from exc
         log.info("database %s open at schema version %d", path, version)
-        return db
+        return engine
+
+    async def call(self, fn: SyncFn[T]) -> T:
+        # aiosqlite has no public "run this function on your thread" call; _execute is that
+        # (stable since 0.17), and one hop per transaction is what makes the store fast.
+        return cast(T, await self._conn._execute(fn, self._raw))
+
+    async def read(self, fn: SyncFn[T]) -> T:
+        return self._read_now(lambda conn: _read(conn, fn))
+
+    async def read_statement(self, fn: SyncFn[T]) -> T:
+        # Outside a transaction SQLite gives each statement its own snapshot, so the BEGIN
+        # and COMMIT that ``read`` wraps several statements in are not needed.
+        return self._read_now(fn)
+
+    def _read_now(self, fn: SyncFn[T]) -> T:
+        if self._reader is None:
+            raise RuntimeError("database is not open")
+        return fn(self._reader)
+
+    def fault(self, exc: BaseException) -> StorageUnavailable | None:
+        return storage_fault(exc, self.path)
+
+    async def optimize(self) -> None:
+        await self.call(_optimize)
+
+    async def close(self) -> None:
+        await self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+
+
+class Database:
+    """The store's database: serialized write transactions with group commit, and reads
+    from a snapshot, on either engine (SQLite by default, PostgreSQL with ``DATABASE_URL``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Use ``Database.open`` (SQLite) or ``bot.store.pg.open_postgres``."""
+        self.engine = engine
+        self.where = engine.where
+        self._lock = asyncio.Lock()
+        self._queue: list[tuple[SyncFn[Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._tx_owner: asyncio.Task[Any] | None = None
+        self._closed = False
+        self._failing: str | None = None  # the storage fault last reported, until a write works
+
+    @property
+    def path(self) -> Path | str:
+        """The SQLite file, or the PostgreSQL server (without its password)."""
+        return self.where
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        migrations: Sequence[str] = MIGRATIONS,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> Database:
+        """Open (creating the file and its folder) and migrate the SQLite database at ``path``.
+
+        Raises ``StorageUnavailable`` (one line for the operator in ``operator_line``) when
+        the file cannot be created, opened or written: a bot that starts on a read-only file
+        would only fail later, on a member's first job."""
+        engine = await SqliteEngine.open(
+            Path(path), migrations=migrations, busy_timeout_ms=busy_timeout_ms
+        )
+        return cls(engine)
 
     async def close(self) -> None:
         """Finish queued writes, then close the connection."""
@@ -339,19 +420,18 @@ class Database:
             await self._flusher
         async with self._lock:
             try:
-                await self._call(_optimize)
-            except StorageUnavailable:
-                pass  # already reported; the statistics wait for a writable file
+                await self.engine.optimize()
+            except Exception as exc:
+                # A storage fault was reported already; the statistics wait for a writable
+                # database.
+                if self.engine.fault(exc) is None:
+                    raise
             finally:
-                await self._conn.close()
-                if self._reader is not None:
-                    self._reader.close()
+                await self.engine.close()
 
     async def _call(self, fn: SyncFn[T]) -> T:
-        # aiosqlite has no public "run this function on your thread" call; _execute is that
-        # (stable since 0.17), and one hop per transaction is what makes the store fast.
         try:
-            return cast(T, await self._conn._execute(fn, self._raw))
+            return await self.engine.call(fn)
         except Exception as exc:
             fault = self._fault(exc)
             if fault is None:
@@ -361,8 +441,8 @@ class Database:
     def _fault(self, exc: BaseException) -> StorageUnavailable | None:
         """``exc`` as a storage fault, reported once (not at every failing write: a full
         disk would otherwise fill the log it cannot write either)."""
-        fault = storage_fault(exc, self.path)
-        if fault is not None and self._opened and self._failing != fault.code:
+        fault = self.engine.fault(exc)
+        if fault is not None and self._failing != fault.code:
             self._failing = fault.code
             log.error("%s New jobs are refused until then.", fault.operator_line)
         return fault
@@ -370,7 +450,7 @@ class Database:
     def _writes_work(self) -> None:
         if self._failing is not None:
             self._failing = None
-            log.warning("Database %s is writable again; new jobs are accepted.", self.path)
+            log.warning("Database %s is writable again; new jobs are accepted.", self.where)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -434,13 +514,8 @@ class Database:
         """Run ``fn(connection)`` in a read snapshot of what is committed. A write that has
         returned is committed (group commit answers after COMMIT), so it is seen."""
         self._check_usable()
-        return self._read_now(lambda conn: _read(conn, fn))
-
-    def _read_now(self, fn: SyncFn[T]) -> T:
-        if self._reader is None:
-            raise RuntimeError("database is not open")
         try:
-            return fn(self._reader)
+            return await self.engine.read(fn)
         except Exception as exc:
             fault = self._fault(exc)
             if fault is None:
@@ -484,10 +559,14 @@ class Database:
         return await self._read_statement(lambda conn: _fetch_all(conn, sql, params))
 
     async def _read_statement(self, fn: SyncFn[T]) -> T:
-        """One SELECT: outside a transaction SQLite gives each statement its own snapshot,
-        so the BEGIN and COMMIT that ``read`` wraps several statements in are not needed."""
         self._check_usable()
-        return self._read_now(fn)
+        try:
+            return await self.engine.read_statement(fn)
+        except Exception as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
         """One statement in its own (group-committed) write transaction."""

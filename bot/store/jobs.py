@@ -354,7 +354,8 @@ class JobStore:
 
         def read(conn: sqlite3.Connection) -> QueueStats:
             queued, running = conn.execute(
-                "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state != 'queued'), 0)"
+                "SELECT COUNT(*) FILTER (WHERE state = 'queued'),"
+                " COUNT(*) FILTER (WHERE state != 'queued')"
                 f" FROM jobs WHERE state IN {ACTIVE_SQL}"
             ).fetchone()
             averages: dict[tuple[str, str, int], float] = {}

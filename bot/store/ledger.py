@@ -295,7 +295,7 @@ def commit(
     _add_week_spend(conn, guild_id, user_id, day, amount, 1)
     conn.execute(
         "INSERT INTO guild_days (guild_id, day, spent) VALUES (?, ?, ?)"
-        " ON CONFLICT (guild_id, day) DO UPDATE SET spent = spent + excluded.spent",
+        " ON CONFLICT (guild_id, day) DO UPDATE SET spent = guild_days.spent + excluded.spent",
         (guild_id, day, amount),
     )
     budget.add_committed(conn, day, amount)
@@ -362,7 +362,7 @@ def _add_usage(conn: sqlite3.Connection, guild_id: int, user_id: int, day: int, 
         return
     conn.execute(
         "INSERT INTO member_days (guild_id, user_id, day, used) VALUES (?, ?, ?, MAX(0, ?))"
-        " ON CONFLICT (guild_id, user_id, day) DO UPDATE SET used = MAX(0, used + ?)",
+        " ON CONFLICT (guild_id, user_id, day) DO UPDATE SET used = MAX(0, member_days.used + ?)",
         (guild_id, user_id, day, delta, delta),
     )
 
@@ -375,7 +375,8 @@ def _add_week_spend(
     conn.execute(
         "INSERT INTO member_week_spend (guild_id, week, user_id, credits, jobs)"
         " VALUES (?, ?, ?, MAX(0, ?), MAX(0, ?)) ON CONFLICT (guild_id, week, user_id)"
-        " DO UPDATE SET credits = MAX(0, credits + ?), jobs = MAX(0, jobs + ?)",
+        " DO UPDATE SET credits = MAX(0, member_week_spend.credits + ?),"
+        " jobs = MAX(0, member_week_spend.jobs + ?)",
         (guild_id, week_first_day(day), user_id, credits, jobs, credits, jobs),
     )
 
@@ -394,7 +395,7 @@ def add_bonus(
     conn.execute(
         "INSERT INTO member_settings (guild_id, user_id, bonus, updated_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (guild_id, user_id) DO UPDATE"
-        " SET bonus = bonus + excluded.bonus, updated_at = excluded.updated_at",
+        " SET bonus = member_settings.bonus + excluded.bonus, updated_at = excluded.updated_at",
         (guild_id, user_id, delta, now),
     )
 

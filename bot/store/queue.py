@@ -101,7 +101,7 @@ class FairQueue:
             return conn.execute(
                 "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
                 f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-                f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1)"
+                f" ORDER BY {_LAST_START} NULLS FIRST, j.created_at, j.id LIMIT 1)"
                 " RETURNING *",
                 {"state": JobState(state).value, "now": now, "exclude": exclude},
             ).fetchone()
