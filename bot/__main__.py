@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import discord
 
-from bot.app import PixBot
+from bot.app import make_bot
 from bot.logs import configured_secrets, setup_logging
 from bot.settings import Settings, SettingsProblem, load_settings
 from bot.store.db import StorageUnavailable
@@ -22,6 +22,9 @@ EXIT_SETTINGS = 2
 EXIT_LOGIN = 3
 EXIT_NETWORK = 4
 EXIT_STORAGE = 5
+# Gateway close codes that a setting fixes (Discord's docs, "Gateway Close Event Codes").
+CLOSE_INVALID_SHARD = 4010
+CLOSE_SHARDING_REQUIRED = 4011
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(settings: Settings, *, force_global_sync: bool) -> int:
-    bot = PixBot(settings, force_global_sync=force_global_sync)
+    bot = make_bot(settings, force_global_sync=force_global_sync)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -63,6 +66,10 @@ async def run(settings: Settings, *, force_global_sync: bool) -> int:
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused the gateway intents requested by the bot")
         return EXIT_LOGIN
+    except discord.ConnectionClosed as exc:
+        log.error("%s", gateway_refusal(exc))
+        a_setting_fixes_it = exc.code in (CLOSE_INVALID_SHARD, CLOSE_SHARDING_REQUIRED)
+        return EXIT_SETTINGS if a_setting_fixes_it else EXIT_NETWORK
     except StorageUnavailable as exc:
         # One line naming the file and what to do; the traceback says nothing more to an
         # operator whose disk is read-only or full.
@@ -75,6 +82,20 @@ async def run(settings: Settings, *, force_global_sync: bool) -> int:
         if stopping:
             await stopping[0]
     return 0
+
+
+def gateway_refusal(exc: discord.ConnectionClosed) -> str:
+    """One line for a gateway close that discord.py does not recover from."""
+    if exc.code == CLOSE_SHARDING_REQUIRED:
+        return (
+            "Discord requires sharding: a shard may serve at most 2,500 servers; set SHARD_COUNT "
+            '(about one shard per 1,000 servers; see the README\'s "Running at scale")'
+        )
+    if exc.code == CLOSE_INVALID_SHARD:
+        return (
+            f"Discord refused shard {exc.shard_id} (invalid shard): check SHARD_COUNT and SHARD_IDS"
+        )
+    return f"Discord closed the gateway connection (code {exc.code}: {exc.reason or 'no reason'})"
 
 
 def main(argv: list[str] | None = None) -> int:

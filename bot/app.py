@@ -89,6 +89,7 @@ class PixBot(commands.Bot):
         effects_config: EffectsConfig | None = None,
         status_interval: float = 3.0,
         pixverse_options: Mapping[str, Any] | None = None,
+        identify_wait: float = 5.0,
         **client_options: Any,
     ) -> None:
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
@@ -112,6 +113,7 @@ class PixBot(commands.Bot):
         self._status_interval = status_interval
         # PixVerseClient keywords (timeouts, retries): tests shorten them.
         self._pixverse_options = dict(pixverse_options or {})
+        self._identify_wait = identify_wait
         self.simulator: Simulator | None = None
         self.webhooks: WebhookReceiver | None = None
         self._token_sweep: asyncio.Task[None] | None = None
@@ -222,14 +224,30 @@ class PixBot(commands.Bot):
         log.info("Simulating PixVerse at %s: no credits are spent", self.simulator.base_url)
         return self.simulator.base_url, "simulated"
 
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # Discord takes one IDENTIFY per 5 s (per max_concurrency bucket), so every shard after
+        # the first, and every re-identify, waits as discord.py's own hook does; tests shorten it.
+        if not initial:
+            await asyncio.sleep(self._identify_wait)
+
     async def on_ready(self) -> None:
         user = self.user
         log.info(
-            "Connected as %s (%s) to %d server(s)",
+            "Connected as %s (%s) to %d server(s)%s",
             user,
             user.id if user else "?",
             len(self.guilds),
+            self.shards_text(),
         )
+
+    def shards_text(self) -> str:
+        """What the ready line says of shards: nothing when the gateway is not sharded."""
+        shards = self.settings.shards
+        if shards is None:
+            return ""
+        listed = ", ".join(str(shard_id) for shard_id in shards)
+        noun = "shards" if len(shards) > 1 else "shard"
+        return f" on {noun} {listed} of {self.settings.shard_count}"
 
     async def close(self) -> None:
         if self._closing:
@@ -273,3 +291,34 @@ class PixBot(commands.Bot):
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("Unhandled error in %s", event_method)
+
+
+class ShardedPixBot(PixBot, commands.AutoShardedBot):
+    """PixBot on a sharded gateway: ``SHARD_COUNT`` shards in all, of which this process runs
+    ``SHARD_IDS`` (all when unset). discord.py routes each guild to its shard
+    (``(guild_id >> 22) % shard_count``); Discord sends a guild's events and interactions
+    only to the connection of that shard, so this process answers its own shards' servers.
+    Everything else (setup_hook, the runner, the cogs) is PixBot's."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        if settings.shard_count is None:
+            raise ValueError("ShardedPixBot needs SHARD_COUNT; use make_bot()")
+        # None lets discord.py run every shard; a list picks some (it wants a list or tuple).
+        shard_ids = sorted(settings.shard_ids) if settings.shard_ids is not None else None
+        super().__init__(settings, shard_count=settings.shard_count, shard_ids=shard_ids, **options)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info(
+            "Shard %d of %d connected (%d server(s))",
+            shard_id,
+            self.shard_count,
+            sum(1 for guild in self.guilds if guild.shard_id == shard_id),
+        )
+
+
+def make_bot(settings: Settings, **options: Any) -> PixBot:
+    """The bot these settings ask for: a sharded gateway when SHARD_COUNT is set, else one
+    connection; ``options`` are PixBot's keywords."""
+    if settings.shard_count is None:
+        return PixBot(settings, **options)
+    return ShardedPixBot(settings, **options)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     budget_daily_credits: int = Field(default=0, ge=0, le=1_000_000_000)
     moderation_strikes: int = Field(default=3, ge=0, le=1000)
     command_cooldown_seconds: float = Field(default=3.0, ge=0, le=86_400)
+    # Gateway sharding (issue 11): unset runs one unsharded connection; SHARD_IDS picks this
+    # process's shards out of SHARD_COUNT, so several processes can split them.
+    shard_count: int | None = Field(default=None, ge=1, le=100_000)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
     # Not environment variables: set from the command line by `python -m bot`.
     simulate: bool = Field(default=False, exclude=True)
@@ -100,6 +104,20 @@ class Settings(BaseSettings):
                 raise ValueError('must be a JSON object like {"name": 123}')
         return value
 
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _parse_shard_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        ids: list[int] = []
+        for part in value.split(","):
+            text = part.strip()
+            if not text.isdigit():
+                what = f"{text!r} is not a shard number" if text else "an entry is empty"
+                raise ValueError(f"{what}: list shard numbers separated by commas, e.g. 0,1")
+            ids.append(int(text))
+        return tuple(ids)
+
     @field_validator("pixverse_effects", "credit_costs")
     @classmethod
     def _no_negative_numbers(cls, value: dict[str, int]) -> dict[str, int]:
@@ -114,6 +132,30 @@ class Settings(BaseSettings):
             missing = "WEBHOOK_PORT" if self.webhook_port is None else "PIXVERSE_WEBHOOK_SECRET"
             given = "PIXVERSE_WEBHOOK_SECRET" if missing == "WEBHOOK_PORT" else "WEBHOOK_PORT"
             raise ValueError(f"{missing} is required when {given} is set")
+        return self
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError(
+                "SHARD_COUNT is required when SHARD_IDS is set: set it to the total number of "
+                "shards all processes run"
+            )
+        if not self.shard_ids:
+            raise ValueError("SHARD_IDS is invalid: list at least one shard, e.g. 0,1")
+        for shard_id in self.shard_ids:
+            if not 0 <= shard_id < self.shard_count:
+                raise ValueError(
+                    f"SHARD_IDS is invalid: there is no shard {shard_id} with "
+                    f"SHARD_COUNT={self.shard_count}: use numbers from 0 to {self.shard_count - 1}"
+                )
+        repeated = sorted({s for s in self.shard_ids if self.shard_ids.count(s) > 1})
+        if repeated:
+            listed = ", ".join(str(s) for s in repeated)
+            what = f"shards {listed} are" if len(repeated) > 1 else f"shard {listed} is"
+            raise ValueError(f"SHARD_IDS is invalid: {what} listed more than once")
         return self
 
     @model_validator(mode="after")
@@ -167,6 +209,13 @@ class Settings(BaseSettings):
         """DEFAULT_MODEL, or the catalogue's default when it is unset."""
         assert self.default_model is not None  # filled in by _load_catalogue
         return self.default_model
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """The shards this process runs, in order; None when the gateway is not sharded."""
+        if self.shard_count is None:
+            return None
+        return tuple(sorted(self.shard_ids or range(self.shard_count)))
 
     @property
     def pixverse_key(self) -> str:

@@ -23,7 +23,7 @@ from pgserver import PgServer
 from PIL import Image
 from store_fixtures import FakeClock, open_store
 
-from bot.app import PixBot
+from bot.app import PixBot, make_bot
 from bot.jobs.delivery import DeliveryPolicy
 from bot.jobs.effects import EffectsConfig
 from bot.jobs.runner import RunnerConfig
@@ -101,14 +101,17 @@ class World:
         pixverse: Simulator | None = None,
         pixverse_options: dict[str, Any] | None = None,
         effects: EffectsConfig | None = None,
+        identify_wait: float = 5.0,
         **settings: Any,
     ) -> PixBot:
-        """Start the real bot. With ``pixverse``, it talks to that (test-owned) simulator
-        instead of starting its own, so two bots in a row (a restart) share one PixVerse."""
+        """Start the real bot (sharded when ``shard_count`` is among the settings). With
+        ``pixverse``, it talks to that (test-owned) simulator instead of starting its own, so
+        two bots in a row (a restart) share one PixVerse. ``identify_wait``: the seconds
+        between IDENTIFYs (Discord's 5 s; the fake takes them at once)."""
         if pixverse is not None:
             settings.setdefault("pixverse_api_key", "test-key")
             settings.setdefault("pixverse_base_url", pixverse.base_url)
-        bot = PixBot(
+        bot = make_bot(
             self.settings(simulate=pixverse is None, **settings),
             force_global_sync=force_global_sync,
             runner_config=runner,
@@ -116,6 +119,7 @@ class World:
             effects_config=effects,
             status_interval=status_interval,
             pixverse_options=pixverse_options,
+            identify_wait=identify_wait,
             guild_ready_timeout=0.05,
         )
         await bot.login(self.fake.bot_token)

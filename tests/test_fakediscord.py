@@ -22,6 +22,7 @@ from fakediscord import (
     Channel,
     FakeDiscord,
     FakeDiscordError,
+    FakeDiscordTimeout,
     Guild,
     Limit,
     MiB,
@@ -1038,3 +1039,201 @@ async def test_most_edits_in_window_per_channel_and_kind(
     assert fake.most_edits_in_window(5.0)["webhook"] == 2
     assert fake.most_edits_in_window(5.5)["webhook"] == 3
     assert fake.most_edits_in_window(6.5)["webhook"] == 4
+
+
+# -- shards -------------------------------------------------------------------------------------
+
+
+class QuickShardedBot(commands.AutoShardedBot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s between shards' IDENTIFYs: the fake does not limit them."""
+
+
+def build_sharded_bot(shard_count: int, shard_ids: list[int] | None = None) -> commands.Bot:
+    """discord.py's own AutoShardedBot with one command that says which shard answered."""
+    bot = QuickShardedBot(
+        command_prefix=commands.when_mentioned,
+        intents=discord.Intents.default(),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
+        guild_ready_timeout=0.05,
+    )
+
+    @bot.tree.command(description="Say which shard answers")
+    async def where(interaction: discord.Interaction) -> None:
+        guild = interaction.guild
+        await interaction.response.send_message(f"shard {guild.shard_id if guild else '-'}")
+
+    return bot
+
+
+@contextlib.asynccontextmanager
+async def running_sharded_bot(
+    fake: FakeDiscord, shard_count: int, shard_ids: list[int] | None = None
+) -> AsyncIterator[commands.Bot]:
+    with fake.patch_discord():
+        bot = build_sharded_bot(shard_count, shard_ids)
+        await bot.login(fake.bot_token)
+        task = asyncio.create_task(bot.connect(reconnect=False))
+        try:
+            await asyncio.wait_for(bot.wait_until_ready(), timeout=10)
+            await bot.tree.sync()
+            yield bot
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, timeout=5)
+
+
+def guild_creates(session: Any) -> set[int]:
+    return {int(f["d"]["id"]) for f in session.frames if f["t"] == "GUILD_CREATE"}
+
+
+def sessions_by_shard(fake: FakeDiscord) -> dict[int, Any]:
+    return {s.shard[0]: s for s in fake.gateway.connected_sessions()}
+
+
+def test_a_guild_added_on_a_shard_gets_an_id_that_shard_serves(fake: FakeDiscord):
+    made = []
+    for count in (1, 2, 3, 16):
+        for shard_id in reversed(range(count)):
+            guild = fake.add_guild(f"g{count}-{shard_id}", shard=(shard_id, count))
+            assert fake.shard_of(guild.id, count) == shard_id == (guild.id >> 22) % count
+            made.append(guild.id)
+    assert made == sorted(made) and len(set(made)) == len(made)
+    with pytest.raises(ValueError, match="no shard 2 of 2"):
+        fake.add_guild("nowhere", shard=(2, 2))
+
+
+async def test_gateway_bot_recommends_one_shard_per_thousand_guilds():
+    async def recommended(fake: FakeDiscord) -> int:
+        headers = {"Authorization": f"Bot {fake.bot_token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{fake.api_base}/gateway/bot", headers=headers) as response,
+        ):
+            body = await response.json()
+        assert body["url"] == fake.ws_url
+        return int(body["shards"])
+
+    async with FakeDiscord() as fake:
+        fake.add_guild("one")
+        assert await recommended(fake) == 1
+        for n in range(1000):
+            fake.add_guild(f"g{n}")
+        assert await recommended(fake) == 2
+    async with FakeDiscord(shards=4) as fake:
+        assert await recommended(fake) == 4
+
+
+async def test_an_auto_sharded_bot_asks_gateway_bot_for_its_shard_count():
+    async with FakeDiscord(shards=3) as fake:
+        with fake.patch_discord():
+            bot = build_sharded_bot(shard_count=0)
+            bot.shard_count = None  # discord.py then asks GET /gateway/bot
+            await bot.login(fake.bot_token)
+            task = asyncio.create_task(bot.connect(reconnect=False))
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), timeout=10)
+                assert fake.gateway.connected_shards() == [(0, 3), (1, 3), (2, 3)]
+            finally:
+                await bot.close()
+                await asyncio.wait_for(task, timeout=5)
+
+
+async def test_each_shard_gets_its_own_guilds_and_their_interactions(fake: FakeDiscord):
+    first = fake.add_guild("on shard 0", shard=(0, 2))
+    second = fake.add_guild("on shard 1", shard=(1, 2))
+    channels = {g.id: fake.add_channel(g, "general") for g in (first, second)}
+    alice = fake.add_user("alice")
+    for guild in (first, second):
+        fake.add_member(guild, alice)
+
+    async with running_sharded_bot(fake, 2) as bot:
+        assert fake.gateway.connected_shards() == [(0, 2), (1, 2)]
+        sessions = sessions_by_shard(fake)
+        assert guild_creates(sessions[0]) == {first.id}
+        assert guild_creates(sessions[1]) == {second.id}
+        for guild in (first, second):
+            cached = bot.get_guild(guild.id)
+            assert cached is not None and cached.shard_id == fake.shard_of(guild.id, 2)
+            handle = await fake.invoke("where", user=alice, channel=channels[guild.id])
+            message = await handle.wait_original()
+            assert message.content == f"shard {fake.shard_of(guild.id, 2)}"
+            [carrier] = [
+                shard
+                for shard, session in sessions.items()
+                if any(
+                    f["t"] == "INTERACTION_CREATE" and int(f["d"]["id"]) == handle.id
+                    for f in session.frames
+                )
+            ]
+            assert carrier == fake.shard_of(guild.id, 2)
+
+        # A guild joined later, and its channel events, reach only the shard that serves it.
+        later = fake.add_guild("later on shard 1", shard=(1, 2))
+        fake.add_channel(later, "news")
+        await fake.wait_for(lambda: bot.get_guild(later.id) is not None, timeout=5)
+        assert later.id in guild_creates(sessions[1])
+        assert not any(
+            int((f["d"] or {}).get("guild_id") or (f["d"] or {}).get("id") or 0) == later.id
+            for f in sessions[0].frames
+            if isinstance(f["d"], dict)
+        )
+
+
+async def test_a_bot_running_some_shards_gets_nothing_of_the_others(fake: FakeDiscord):
+    mine = fake.add_guild("mine", shard=(1, 2))
+    theirs = fake.add_guild("theirs", shard=(0, 2))
+    alice = fake.add_user("alice")
+    for guild in (mine, theirs):
+        fake.add_member(guild, alice)
+    their_channel = fake.add_channel(theirs, "general")
+
+    async with running_sharded_bot(fake, 2, shard_ids=[1]) as bot:
+        assert fake.gateway.connected_shards() == [(1, 2)]
+        assert [g.id for g in bot.guilds] == [mine.id]
+        # No connected session serves shard 0: Discord delivers the interaction nowhere.
+        with pytest.raises(FakeDiscordTimeout):
+            await fake.invoke("where", user=alice, channel=their_channel, timeout=0.5)
+        later_theirs = fake.add_guild("later theirs", shard=(0, 2))
+        later_mine = fake.add_guild("later mine", shard=(1, 2))
+        await fake.wait_for(lambda: bot.get_guild(later_mine.id) is not None, timeout=5)
+        assert bot.get_guild(later_theirs.id) is None
+
+
+def test_what_belongs_to_no_guild_goes_to_shard_zero_only():
+    from fakediscord.gateway import GatewaySession
+
+    assert GatewaySession("a", 0, (0, 2)).covers(None)
+    assert not GatewaySession("b", 0, (1, 2)).covers(None)
+    assert GatewaySession("c", 0, (0, 1)).covers(None)
+
+
+async def _identify(fake: FakeDiscord, shard: list[int]) -> int | str | None:
+    """IDENTIFY on a raw websocket: the close code, or the first dispatch's name."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(fake.ws_url) as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["op"] == 10
+        identify = {"token": fake.bot_token, "intents": 1, "properties": {}, "shard": shard}
+        await ws.send_json({"op": 2, "d": identify})
+        async with asyncio.timeout(5):
+            async for msg in ws:
+                frame = msg.json()
+                if frame["op"] == 0:
+                    return str(frame["t"])
+        return ws.close_code
+
+
+async def test_identify_with_a_shard_outside_the_count_is_closed_4010(fake: FakeDiscord):
+    assert await _identify(fake, [2, 2]) == 4010
+    assert fake.gateway.identifies == 0
+
+
+async def test_a_shard_over_the_guild_limit_is_closed_4011_sharding_required():
+    async with FakeDiscord(max_guilds_per_shard=1) as fake:
+        fake.add_guild("a", shard=(0, 2))
+        fake.add_guild("b", shard=(0, 2))
+        fake.add_guild("c", shard=(1, 2))
+        assert await _identify(fake, [0, 1]) == 4011
+        assert await _identify(fake, [0, 2]) == 4011
+        assert await _identify(fake, [1, 2]) == "READY"

@@ -68,6 +68,18 @@ def test_malformed_setting_exits_2_with_one_line_naming_it(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
+def test_shard_ids_beyond_shard_count_exit_2_with_one_line_naming_them(tmp_path: Path) -> None:
+    done = run_bot(
+        tmp_path, DISCORD_TOKEN=TOKEN, PIXVERSE_API_KEY=KEY, SHARD_COUNT="2", SHARD_IDS="0,2"
+    )
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1
+    assert "SHARD_IDS is invalid" in lines[0] and "SHARD_COUNT=2" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
 def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"DISCORD_TOKEN={TOKEN}\n", encoding="utf-8")
 

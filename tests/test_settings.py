@@ -251,6 +251,81 @@ def test_webhook_secret_without_port_names_the_missing_port() -> None:
     assert message == "WEBHOOK_PORT is required when PIXVERSE_WEBHOOK_SECRET is set"
 
 
+# -- gateway shards ------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("required")
+def test_unset_shard_count_runs_the_gateway_unsharded() -> None:
+    settings = load_settings(env_file=None)
+
+    assert (settings.shard_count, settings.shard_ids, settings.shards) == (None, None, None)
+
+
+@pytest.mark.usefixtures("required")
+def test_shard_count_alone_runs_every_shard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "3")
+
+    settings = load_settings(env_file=None)
+
+    assert (settings.shard_count, settings.shard_ids, settings.shards) == (3, None, (0, 1, 2))
+
+
+@pytest.mark.usefixtures("required")
+def test_shard_ids_pick_this_process_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", " 3, 1 ")
+
+    settings = load_settings(env_file=None)
+
+    assert settings.shard_ids == (3, 1)
+    assert settings.shards == (1, 3)
+
+
+@pytest.mark.usefixtures("required")
+def test_an_empty_shard_ids_means_every_shard(monkeypatch: pytest.MonkeyPatch) -> None:
+    # .env.example ships `SHARD_IDS=`.
+    monkeypatch.setenv("SHARD_COUNT", "2")
+    monkeypatch.setenv("SHARD_IDS", "")
+
+    assert load_settings(env_file=None).shards == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT is invalid: "),
+        ({"SHARD_COUNT": "two"}, "SHARD_COUNT is invalid: "),
+        (
+            {"SHARD_IDS": "1"},
+            "SHARD_COUNT is required when SHARD_IDS is set: set it to the total number of "
+            "shards all processes run",
+        ),
+        (
+            {"SHARD_COUNT": "2", "SHARD_IDS": "2"},
+            "SHARD_IDS is invalid: there is no shard 2 with SHARD_COUNT=2: use numbers from 0 to 1",
+        ),
+        (
+            {"SHARD_COUNT": "2", "SHARD_IDS": "-1"},
+            "SHARD_IDS is invalid: '-1' is not a shard number: list shard numbers separated by "
+            "commas, e.g. 0,1",
+        ),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "0 1"}, "SHARD_IDS is invalid: '0 1' is not a shard"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "0,,1"}, "SHARD_IDS is invalid: an entry is empty"),
+        (
+            {"SHARD_COUNT": "3", "SHARD_IDS": "1,2,1"},
+            "SHARD_IDS is invalid: shard 1 is listed more than once",
+        ),
+    ],
+)
+def test_bad_shard_settings_give_one_line_saying_what_to_change(
+    variables: dict[str, str], expected: str
+) -> None:
+    message = problem_for(**variables)
+
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
 # -- secrets ------------------------------------------------------------------------------------
 
 

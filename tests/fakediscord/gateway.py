@@ -43,6 +43,13 @@ CLOSE_UNKNOWN_ERROR = 4000
 CLOSE_NOT_AUTHENTICATED = 4003
 CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_ALREADY_AUTHENTICATED = 4005
+CLOSE_INVALID_SHARD = 4010
+CLOSE_SHARDING_REQUIRED = 4011
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord routes a guild to (its events, its interactions)."""
+    return (guild_id >> 22) % shard_count
 
 
 class GatewaySession:
@@ -59,8 +66,12 @@ class GatewaySession:
         self.ended = False
 
     def covers(self, guild_id: int | None) -> bool:
+        """Whether this session gets the events of that guild; what belongs to no guild (DMs)
+        goes to shard 0 only, as on Discord."""
         shard_id, count = self.shard
-        return guild_id is None or (guild_id >> 22) % count == shard_id
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, count) == shard_id
 
     def has_intent(self, intent: int) -> bool:
         return bool(self.intents & intent)
@@ -173,6 +184,13 @@ class GatewayConnection:
             return
         shard_data = data.get("shard") or [0, 1]
         shard = (int(shard_data[0]), int(shard_data[1]))
+        if not 0 <= shard[0] < shard[1]:
+            await self.close(CLOSE_INVALID_SHARD, "Invalid shard.")
+            return
+        covered = sum(1 for g in fake.guilds.values() if shard_of(g.id, shard[1]) == shard[0])
+        if covered > fake.max_guilds_per_shard:
+            await self.close(CLOSE_SHARDING_REQUIRED, "Sharding required.")
+            return
         session = GatewaySession(secrets.token_hex(16), int(data.get("intents", 0)), shard)
         session.connection = self
         self.session = session
@@ -235,7 +253,7 @@ class GatewayConnection:
         if self.session is None:
             return
         guild = fake.guilds.get(int(data.get("guild_id", 0)))
-        if guild is None:
+        if guild is None or not self.session.covers(guild.id):
             return
         members = list(guild.members.values())
         user_ids = data.get("user_ids")
@@ -286,6 +304,11 @@ class Gateway:
         return [
             s for s in self.live_sessions() if s.connection is not None and not s.connection.closed
         ]
+
+    def connected_shards(self) -> list[tuple[int, int]]:
+        """`(shard_id, shard_count)` of every connected session, sorted; an unsharded bot's
+        connection is `(0, 1)`."""
+        return sorted(s.shard for s in self.connected_sessions())
 
     def broadcast(
         self, event: str, data: Any, *, guild_id: int | None = None, intent: int | None = None

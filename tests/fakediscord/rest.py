@@ -261,7 +261,7 @@ class RestAPI:
     async def get_gateway_bot(self, call: Call) -> Any:
         return {
             "url": self.fake.ws_url,
-            "shards": 1,
+            "shards": self.fake.recommended_shards,
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 999,

@@ -32,6 +32,7 @@ from .gateway import (
     GUILDS_INTENT,
     Gateway,
     GatewaySession,
+    shard_of,
 )
 from .interactions import (
     InteractionHandle,
@@ -65,6 +66,8 @@ from .snowflake import SnowflakeFactory
 
 # Seconds a message nonce is remembered ("a few minutes" in Discord's docs).
 NONCE_MEMORY = 300.0
+# Discord recommends about one shard per 1,000 guilds (it requires one per 2,500).
+GUILDS_PER_RECOMMENDED_SHARD = 1000
 # CHAT_INPUT_COMMAND messages are what Discord creates for slash-command responses.
 _CHAT_INPUT_MESSAGE = 20
 
@@ -96,12 +99,19 @@ class FakeDiscord:
         interaction_webhook_limit: tuple[int, float] = Limit(5, 2.0),
         route_limit: tuple[int, float] = Limit(50, 1.0),
         global_limit: tuple[int, float] = Limit(50, 1.0),
+        shards: int | None = None,
+        max_guilds_per_shard: int = 2500,
     ) -> None:
         """`enforce_rate_limits` turns on Discord's limits (see `ratelimits`), each a
         `(count, per_seconds)`: channel message create/edit/delete per channel, interaction
         webhook edits and followups per token, any other route per route and major parameter,
         and the global limit on requests with the bot token (interaction routes exempt).
-        Without it, responses carry generous headers and only injected 429s happen."""
+        Without it, responses carry generous headers and only injected 429s happen.
+        `shards` is the shard count `GET /gateway/bot` recommends (default: one per 1,000
+        guilds); a session whose shard would serve more than `max_guilds_per_shard` guilds is
+        closed with 4011 "Sharding required", as Discord does past 2,500."""
+        self.shards = shards
+        self.max_guilds_per_shard = max_guilds_per_shard
         self.heartbeat_interval = heartbeat_interval  # milliseconds, as in HELLO
         self.callback_deadline = callback_deadline  # seconds to the first callback
         self.token_lifetime = token_lifetime  # seconds an interaction token works for webhooks
@@ -261,6 +271,18 @@ class FakeDiscord:
         return found[0]
 
     # -- world model -------------------------------------------------------------------------
+    @staticmethod
+    def shard_of(guild_id: int, shard_count: int) -> int:
+        """The shard Discord sends a guild's events and interactions to."""
+        return shard_of(guild_id, shard_count)
+
+    @property
+    def recommended_shards(self) -> int:
+        """What `GET /gateway/bot` recommends: `shards` if set, else one per 1,000 guilds."""
+        if self.shards is not None:
+            return self.shards
+        return max(1, -(-len(self.guilds) // GUILDS_PER_RECOMMENDED_SHARD))
+
     def add_user(self, name: str, *, bot: bool = False, global_name: str | None = None) -> User:
         user = User(self.snowflakes.next(), name, global_name=global_name, bot=bot)
         self.users[user.id] = user
@@ -276,9 +298,12 @@ class FakeDiscord:
         everyone_permissions: int = DEFAULT_EVERYONE,
         bot_permissions: int = DEFAULT_BOT,
         locale: str = "en-US",
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         """A guild with @everyone, the bot's managed role and member, and its owner as a member.
-        `filesize_limit_mib` overrides the upload limit the boost tier gives."""
+        `filesize_limit_mib` overrides the upload limit the boost tier gives. `shard`
+        `(shard_id, shard_count)` picks an id that this shard serves (`shard_of`)."""
+        guild_id = self.snowflakes.on_shard(*shard) if shard else self.snowflakes.next()
         owner = owner or self.add_user(f"{name}-owner")
         limit = (
             int(filesize_limit_mib * MiB)
@@ -286,7 +311,7 @@ class FakeDiscord:
             else TIER_UPLOAD_LIMITS[premium_tier]
         )
         guild = Guild(
-            id=self.snowflakes.next(),
+            id=guild_id,
             name=name,
             owner_id=owner.id,
             premium_tier=premium_tier,

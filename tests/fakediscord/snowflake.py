@@ -22,6 +22,19 @@ class SnowflakeFactory:
         self._last = value
         return value
 
+    def on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A new id that shard ``shard_id`` of ``shard_count`` serves (``(id >> 22) % count``,
+        Discord's routing): the next id, its timestamp moved up to ``count - 1`` ms ahead."""
+        if not 0 <= shard_id < shard_count:
+            raise ValueError(f"no shard {shard_id} of {shard_count}")
+        timestamp = self.next() >> 22
+        timestamp += (shard_id - timestamp) % shard_count
+        value = max(timestamp << 22, self._last + 1)
+        # Within the chosen millisecond, the low bits keep ids unique.
+        assert (value >> 22) % shard_count == shard_id
+        self._last = value
+        return value
+
     def past(self, seconds_ago: float) -> int:
         """An id whose timestamp is `seconds_ago` in the past (unique, not monotonic)."""
         then_ms = int((time.time() - seconds_ago) * 1000) - DISCORD_EPOCH_MS
