@@ -144,7 +144,7 @@ class PixBot(commands.Bot):
         )
         self.effects.start()
         self.store = await Store.open(
-            self.settings.database_path,
+            self.settings.database,
             limits=Limits(
                 self.settings.daily_credits,
                 self.settings.max_jobs_per_user,

@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import discord
 
@@ -144,10 +145,15 @@ def install_redaction(secrets: Iterable[str] | Redactor) -> Callable[[], None]:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """Every secret the settings hold: the bot token, the PixVerse key, the webhook secret."""
+    """Every secret the settings hold: the bot token, the PixVerse key, the webhook secret,
+    the database password."""
     secrets = [settings.discord_token.get_secret_value(), settings.pixverse_key]
     if settings.pixverse_webhook_secret is not None:
         secrets.append(settings.pixverse_webhook_secret.get_secret_value())
+    if settings.database_url is not None:
+        password = urlsplit(settings.database_url.get_secret_value()).password
+        if password:
+            secrets.append(password)
     return secrets
 
 

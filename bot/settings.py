@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     pixverse_api_key: SecretStr | None = None
     pixverse_base_url: str = "https://app-api.pixverse.ai"
     database_path: Path = Path("data/bot.sqlite3")
+    # PostgreSQL instead of the SQLite file: what several processes share (bot/store/pg.py).
+    database_url: SecretStr | None = None
     dev_guild_id: int | None = Field(default=None, gt=0)
     # The model catalogue (bot/pixverse/catalogue.py): a TOML file replacing the shipped one.
     pixverse_catalogue: Path | None = None
@@ -117,6 +119,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"{what}: list shard numbers separated by commas, e.g. 0,1")
             ids.append(int(text))
         return tuple(ids)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a PostgreSQL URL like postgresql://user:password@host:5432/db"
+                " (leave it unset to keep the SQLite file of DATABASE_PATH)"
+            )
+        return SecretStr(url)
+
+    @property
+    def database(self) -> str | Path:
+        """Where the store lives: the PostgreSQL URL if set, else the SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.database_path
 
     @field_validator("pixverse_effects", "credit_costs")
     @classmethod

@@ -236,7 +236,9 @@ async def test_top_week_after_the_upgrade_counts_what_was_committed_before(
             " DROP INDEX ix_jobs_token; DROP TABLE budget_days; DROP TABLE moderation_strikes;"
             " DROP TABLE price_differences; ALTER TABLE ledger DROP COLUMN reserved_amount;"
             " DROP TABLE job_extra_inputs; ALTER TABLE jobs DROP COLUMN pixverse_last_img_id;"
-            " ALTER TABLE jobs DROP COLUMN has_audio;"
+            " ALTER TABLE jobs DROP COLUMN has_audio; DROP INDEX ix_jobs_owner;"
+            " ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;"
+            " DROP TABLE runners;"
         )
     async with open_store(tmp_path, clock) as store:
         week = await store.admin.top(GUILD, "week")

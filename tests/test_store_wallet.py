@@ -226,7 +226,9 @@ async def test_the_upgrade_counts_today_from_the_servers_spend(
             "DROP TABLE budget_days; DROP TABLE moderation_strikes;"
             " DROP TABLE price_differences; ALTER TABLE ledger DROP COLUMN reserved_amount;"
             " DROP TABLE job_extra_inputs; ALTER TABLE jobs DROP COLUMN pixverse_last_img_id;"
-            " ALTER TABLE jobs DROP COLUMN has_audio;"
+            " ALTER TABLE jobs DROP COLUMN has_audio; DROP INDEX ix_jobs_owner;"
+            " ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN lease_until;"
+            " DROP TABLE runners;"
             " PRAGMA user_version = 8;"
         )
     async with open_store(tmp_path, clock) as store:

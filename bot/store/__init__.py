@@ -33,6 +33,7 @@ from bot.store.errors import (
     TooManyJobs,
 )
 from bot.store.jobs import JobStore
+from bot.store.leases import Leases, LeaseTerms
 from bot.store.ledger import Ledger
 from bot.store.models import (
     ACTIVE_STATES,
@@ -83,6 +84,8 @@ __all__ = [
     "JobSource",
     "JobState",
     "JobStore",
+    "LeaseTerms",
+    "Leases",
     "Ledger",
     "Limits",
     "MemberBlocked",
@@ -127,6 +130,7 @@ class Store:
     moderation: Moderation
     budget: Budget
     strikes: Strikes
+    leases: Leases | None = None  # several processes share the database
 
     @property
     def catalogue(self) -> Catalogue:
@@ -143,6 +147,7 @@ class Store:
         cost_overrides: Mapping[str, int] | None = None,
         catalogue: Catalogue | None = None,
         bot_user_id: int = 0,
+        lease: LeaseTerms | None = None,
     ) -> Store:
         db = await open_database(path)
         return cls.on(
@@ -152,6 +157,7 @@ class Store:
             cost_overrides=cost_overrides,
             catalogue=catalogue,
             bot_user_id=bot_user_id,
+            lease=lease,
         )
 
     @classmethod
@@ -164,11 +170,14 @@ class Store:
         cost_overrides: Mapping[str, int] | None = None,
         catalogue: Catalogue | None = None,
         bot_user_id: int = 0,
+        lease: LeaseTerms | None = None,
     ) -> Store:
         """The services on a database that is already open (``open`` opens it too).
 
         ``bot_user_id`` is the bot's own Discord user: the author, in the audit log, of the
-        blocks moderation strikes make."""
+        blocks moderation strikes make. ``lease``: this process shares the database with
+        others (bot/store/leases.py)."""
+        leases = None if lease is None else Leases(db, lease, clock=clock)
         return cls(
             db=db,
             limits=limits,
@@ -180,12 +189,14 @@ class Store:
                 clock=clock,
                 cost_overrides=cost_overrides,
                 catalogue=catalogue,
+                leases=leases,
             ),
-            queue=FairQueue(db, clock=clock),
+            queue=FairQueue(db, clock=clock, leases=leases),
             admin=QuotaAdmin(db, limits=limits, clock=clock),
             moderation=Moderation(db, clock=clock),
             budget=Budget(db, limits=limits, clock=clock),
             strikes=Strikes(db, limits=limits, clock=clock, actor_id=bot_user_id),
+            leases=leases,
         )
 
     async def close(self) -> None:

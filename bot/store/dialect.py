@@ -27,6 +27,8 @@ _QUERY_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # SQLite's two-argument MAX and MIN are PostgreSQL's GREATEST and LEAST.
     (re.compile(r"\bMAX\((?=[^()]*,)", re.IGNORECASE), "GREATEST("),
     (re.compile(r"\bMIN\((?=[^()]*,)", re.IGNORECASE), "LEAST("),
+    # Row locks SQLite has no words for (its one writer needs none), written as a comment.
+    (re.compile(r"/\*(FOR UPDATE SKIP LOCKED)\*/"), r"\1"),
     # SQLite's LIKE ignores ASCII case; the store's searches rely on that.
     (re.compile(r"\bLIKE\b"), "ILIKE"),
     # SQLite's INTEGER is 64 bits; PostgreSQL's is 32 (Discord ids need 64).

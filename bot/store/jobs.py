@@ -19,6 +19,7 @@ from bot.store import budget, charges, cooldown, ledger
 from bot.store.audit import write_audit
 from bot.store.clock import Clock, day_of, next_reset, to_ts, utcnow
 from bot.store.db import Database, StorageUnavailable
+from bot.store.leases import Leases
 from bot.store.models import (
     ACTIVE_SQL,
     FINAL_STATES,
@@ -102,9 +103,12 @@ class JobStore:
         clock: Clock = utcnow,
         cost_overrides: Mapping[str, int] | None = None,
         catalogue: Catalogue | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._db = db
         self._limits = limits
+        # Several processes: the one that finishes a job delivers it, so it becomes its owner.
+        self._leases = leases
         self._clock = clock
         self._cost_overrides = dict(cost_overrides or {})
         self.catalogue = catalogue or shipped_catalogue()
@@ -113,6 +117,12 @@ class JobStore:
 
     def _now(self) -> float:
         return to_ts(self._clock())
+
+    def _owning(self, now: float) -> tuple[str, list[Any]]:
+        """The SET clause (and values) that make this process a finished job's owner."""
+        if self._leases is None:
+            return "", []
+        return ", owner = ?, lease_until = ?", [self._leases.owner, self._leases.until(now)]
 
     def price(self, params: JobParams) -> int:
         """Credits for these parameters: the catalogue's price with the operator's overrides
@@ -454,12 +464,13 @@ class JobStore:
         fields["result_url"] = result_url
         extra, values = _assignments(fields)
         now = self._now()
+        owning, owner = self._owning(now)
         sql = (
             "UPDATE jobs SET state = 'done', updated_at = ?, finished_at = ?,"
-            f" delivery_since = ?{extra} WHERE id = ? AND state IN {ACTIVE_SQL}"
+            f" delivery_since = ?{extra}{owning} WHERE id = ? AND state IN {ACTIVE_SQL}"
             " RETURNING cost, params"
         )
-        params = [now, now, now, *values, job_id]
+        params = [now, now, now, *values, *owner, job_id]
 
         def finish(conn: sqlite3.Connection) -> bool:
             row = conn.execute(sql, params).fetchone()
@@ -498,6 +509,7 @@ class JobStore:
         if target not in (JobState.FAILED, JobState.CANCELLED):
             raise ValueError(f"finish_failed ends in failed or cancelled, not {target}")
         now = self._now()
+        owning, owner = self._owning(now)
 
         def fail(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
@@ -507,8 +519,8 @@ class JobStore:
                 return False
             conn.execute(
                 "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?,"
-                " delivery_since = ? WHERE id = ?",
-                (target.value, error, now, now, now, job_id),
+                f" delivery_since = ?{owning} WHERE id = ?",
+                (target.value, error, now, now, now, *owner, job_id),
             )
             _drop_inputs(conn, job_id)
             released = ledger.release(conn, job_id, now, error or target.value)
@@ -531,6 +543,7 @@ class JobStore:
         With ``by_user_id`` only that member's own job. Otherwise the outcome says why not.
         """
         now = self._now()
+        owning, owner = self._owning(now)
 
         def cancel(conn: sqlite3.Connection) -> CancelOutcome:
             row = conn.execute(
@@ -545,8 +558,8 @@ class JobStore:
                 return CancelOutcome(CancelResult.NOT_QUEUED, state)
             conn.execute(
                 "UPDATE jobs SET state = 'cancelled', error = ?, updated_at = ?, finished_at = ?,"
-                " delivery_since = ? WHERE id = ? AND state = 'queued'",
-                (reason or "cancelled", now, now, now, job_id),
+                f" delivery_since = ?{owning} WHERE id = ? AND state = 'queued'",
+                (reason or "cancelled", now, now, now, *owner, job_id),
             )
             _drop_inputs(conn, job_id)
             released = ledger.release(conn, job_id, now, reason or "cancelled")

@@ -312,7 +312,26 @@ _V12 = """
 ALTER TABLE jobs ADD COLUMN has_audio INTEGER CHECK (has_audio IN (0, 1));
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+# 13: several processes on one database (issue 11; docs/architecture.md, "Several processes").
+# * jobs.owner / jobs.lease_until: the process running a job (claimed it, finished it, or is
+#   delivering it) and until when its claim holds; the owner renews it while it lives, and
+#   another process takes the job over once it lapsed. NULL on a single process.
+# * runners: each process's heartbeat, so the processes alive share the PixVerse request rate.
+_V13 = f"""
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until REAL;
+CREATE INDEX ix_jobs_owner ON jobs (owner) WHERE state IN {_ACTIVE} OR delivery_since IS NOT NULL;
+
+CREATE TABLE runners (
+    id           TEXT PRIMARY KEY,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13
+)  # fmt: skip
 
 
 class SchemaTooNew(RuntimeError):

@@ -15,12 +15,14 @@ from collections.abc import Iterable
 
 from bot.store.clock import Clock, to_ts, utcnow
 from bot.store.db import Database
+from bot.store.leases import Leases
 from bot.store.ledger import role_json
 from bot.store.models import FINAL_STATES, Job, JobState
 
 _ELIGIBLE = "j.state = 'queued' AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= :now)"
 _LAST_START = "(SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = j.user_id)"
 _NOT_EXCLUDED = "j.user_id NOT IN (SELECT value FROM json_each(:exclude))"
+_RUNNING = "('uploading', 'submitted', 'generating')"
 
 
 def _fair_order(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
@@ -77,9 +79,12 @@ FROM k AS t WHERE t.id = :job_id
 class FairQueue:
     """The queued jobs in the order members take turns; every method is one thread hop."""
 
-    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, db: Database, *, clock: Clock = utcnow, leases: Leases | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._leases = leases
 
     def _now(self) -> float:
         return to_ts(self._clock())
@@ -89,21 +94,35 @@ class FairQueue:
         *,
         exclude_users: Iterable[int] = (),
         state: JobState = JobState.UPLOADING,
+        max_active: int | None = None,
     ) -> Job | None:
-        """Pick the next job and move it out of the queue (started_at = now) atomically."""
+        """Pick the next job and move it out of the queue (started_at = now) atomically.
+
+        With ``max_active``, only while fewer jobs than that run, counted in the database:
+        the bot-wide limit when several processes share it. With leases, this process
+        becomes the job's owner."""
         now, exclude = self._now(), role_json(exclude_users)
         if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
             raise ValueError(f"cannot claim a job into {state}")
+        values: dict[str, object] = {"state": JobState(state).value, "now": now, "exclude": exclude}
+        owning = limit = ""
+        if self._leases is not None:
+            owning = ", owner = :owner, lease_until = :until"
+            values |= {"owner": self._leases.owner, "until": self._leases.until(now)}
+        if max_active is not None:
+            limit = f" AND (SELECT COUNT(*) FROM jobs AS a WHERE a.state IN {_RUNNING}) < :max"
+            values["max"] = max_active
 
         def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
             # The same order as _fair_order's first pick, in one statement, so two claims
             # can never hand out the same job.
             return conn.execute(
-                "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
+                f"UPDATE jobs SET state = :state, updated_at = :now, started_at = :now{owning}"
                 f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-                f" ORDER BY {_LAST_START} NULLS FIRST, j.created_at, j.id LIMIT 1)"
+                f" ORDER BY {_LAST_START} NULLS FIRST, j.created_at, j.id LIMIT 1"
+                f" /*FOR UPDATE SKIP LOCKED*/){limit}"
                 " RETURNING *",
-                {"state": JobState(state).value, "now": now, "exclude": exclude},
+                values,
             ).fetchone()
 
         row = await self._db.write(claim)
