@@ -12,10 +12,12 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
+from conftest import FAST_RUNNER
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from store_fixtures import create
+from store_fixtures import GUILD, MOD, create, new_job
 
+from bot.jobs.progress import JobUpdate, StatusTarget
 from bot.jobs.runner import JobRunner
 from bot.metrics import GatewayState, Metrics, MetricsServer, MetricsUnavailable, Sources
 from bot.metrics.collect import pixverse_outcome
@@ -29,6 +31,7 @@ from bot.pixverse import (
     UnreadableAnswer,
 )
 from bot.pixverse.client import DownloadTooLarge
+from bot.service import JobService
 from bot.simulator import Simulator, SimulatorConfig
 from bot.store import JobKind, JobState, Store
 
@@ -162,7 +165,7 @@ def metrics_text(metrics: Metrics) -> str:
         (NotFound("gone", code=500008), "not_found", "500008"),
         (TimeoutError(), "timeout", "timeout"),
         (aiohttp.ServerDisconnectedError(), "connection", "connection"),
-        (DownloadTooLarge(10, 20), "too_large", "too_large"),
+        (DownloadTooLarge(10, 20), "too_large", None),  # linked instead: no error
         (RuntimeError("odd"), "error", "error"),
     ],
 )
@@ -242,6 +245,50 @@ def test_an_odd_credit_number_never_raises_into_the_job() -> None:
 
     assert sample(metrics, "pixbot_jobs_accepted_total", kind="other") == 1
     assert sample(metrics, "pixbot_credits_reserved_total") == 0
+
+
+class Shown:
+    """A reporter that shows everything at once."""
+
+    def __init__(self) -> None:
+        self.updates: list[JobUpdate] = []
+
+    async def show(self, update: JobUpdate) -> StatusTarget | None:
+        self.updates.append(update)
+        return None
+
+
+async def test_use_cases_and_runner_report_cancels_withdrawals_and_refunds(store: Store) -> None:
+    metrics = Metrics()
+    async with aiohttp.ClientSession() as session:
+        # Never reached: no job here is started.
+        pixverse = PixVerseClient(session, base_url="http://127.0.0.1:9", api_key="unused")
+        runner = JobRunner(store, pixverse, Shown(), FAST_RUNNER, observer=metrics)
+        service = JobService(store, runner, observer=metrics)
+        try:
+            mine, theirs, lost, done = [
+                (await service.accept(new_job(user))).job for user in (1, 2, 3, 4)
+            ]
+            assert (await service.cancel(mine.id, GUILD, shown="x", reason="x", owner_id=1)).ok
+            assert (await service.cancel(theirs.id, GUILD, shown="x", reason="by a mod")).ok
+            await service.withdraw(lost.id)
+            await store.jobs.transition(done.id, "queued", "submitted", pixverse_video_id=7)
+            await store.jobs.finish_done(done.id, "https://example.invalid/7.mp4")
+            await service.remove_and_refund(done.id, GUILD, actor_id=MOD, reason="rules")
+            shown = "pixbot_delivery_delay_seconds_count"
+            async with asyncio.timeout(5):  # the cancelled jobs' statuses, shown
+                while sample(metrics, shown, state="cancelled") != 2:
+                    await asyncio.sleep(0.02)
+        finally:
+            await runner.stop()
+
+    assert sample(metrics, "pixbot_jobs_accepted_total", kind="video") == 4
+    assert sample(metrics, "pixbot_jobs_finished_total", state="cancelled", kind="video") == 3
+    assert sample(metrics, "pixbot_credits_reserved_total") == 4 * 45
+    assert sample(metrics, "pixbot_credits_released_total") == 3 * 45
+    assert sample(metrics, "pixbot_credits_refunded_total") == 45
+    # Finished by the store directly here, so not counted: only the use cases' paths are.
+    assert sample(metrics, "pixbot_credits_committed_total") == 0
 
 
 async def test_store_counts_unfinished_jobs_by_state_and_kind(store: Store) -> None:

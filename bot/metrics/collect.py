@@ -75,15 +75,17 @@ _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
     (PixVerseError, "refused"),
     (TimeoutError, "timeout"),
     (aiohttp.ClientError, "connection"),
-    (DownloadTooLarge, "too_large"),
 )
 
 
 def pixverse_outcome(error: BaseException | None) -> tuple[str, str | None]:
     """The outcome label of a PixVerse request and, for a failure, its error code label:
-    PixVerse's ErrCode, else ``http_<status>``, else the outcome itself (a timeout)."""
+    PixVerse's ErrCode, else ``http_<status>``, else the outcome itself (a timeout). None
+    for no failure."""
     if error is None:
         return "ok", None
+    if isinstance(error, DownloadTooLarge):
+        return "too_large", None  # no failure: the video is linked instead of attached
     outcome = next((name for kind, name in _OUTCOMES if isinstance(error, kind)), "error")
     if isinstance(error, PixVerseError):
         if error.code:
