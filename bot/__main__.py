@@ -13,6 +13,7 @@ import discord
 
 from bot.app import make_bot
 from bot.logs import configured_secrets, setup_logging
+from bot.metrics import MetricsUnavailable
 from bot.settings import Settings, SettingsProblem, load_settings
 from bot.store.db import StorageUnavailable
 
@@ -75,6 +76,9 @@ async def run(settings: Settings, *, force_global_sync: bool) -> int:
         # operator whose disk is read-only or full.
         log.error("%s", exc.operator_line)
         return EXIT_STORAGE
+    except MetricsUnavailable as exc:
+        log.error("%s", exc)  # the port is a setting to change, like any malformed one
+        return EXIT_SETTINGS
     except (aiohttp.ClientError, OSError) as exc:
         log.error("Could not reach Discord (%s); check the network and try again", exc)
         return EXIT_NETWORK

@@ -13,8 +13,10 @@ from discord.ext import commands
 
 from bot.extensions import walk_extensions
 from bot.jobs.effects import EffectLibrary, EffectsConfig, effect_library
+from bot.jobs.observe import UNOBSERVED
 from bot.jobs.runner import JobRunner, RunnerConfig
 from bot.jobs.webhook import WebhookReceiver
+from bot.metrics import GatewayState, Metrics, MetricsServer, Sources
 from bot.pixverse import PixVerseClient
 from bot.service import JobService
 from bot.store import Limits, Store
@@ -92,6 +94,11 @@ class PixBot(commands.Bot):
         identify_wait: float = 5.0,
         **client_options: Any,
     ) -> None:
+        # With METRICS_PORT, the bot's own registry; discord.py's session reports each
+        # request to it (a trace config can only be given when the client is made).
+        self.metrics = Metrics() if settings.metrics_port is not None else None
+        if self.metrics is not None:
+            client_options.setdefault("http_trace", self.metrics.discord_trace())
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -116,6 +123,7 @@ class PixBot(commands.Bot):
         self._identify_wait = identify_wait
         self.simulator: Simulator | None = None
         self.webhooks: WebhookReceiver | None = None
+        self.metrics_server: MetricsServer | None = None
         self._token_sweep: asyncio.Task[None] | None = None
         self.synced: list[str] = []
         self._closing = False
@@ -132,7 +140,11 @@ class PixBot(commands.Bot):
         )
         base_url, api_key = await self._pixverse_endpoint()
         self.pixverse = PixVerseClient(
-            self.http_session, base_url=base_url, api_key=api_key, **self._pixverse_options
+            self.http_session,
+            base_url=base_url,
+            api_key=api_key,
+            observer=self.metrics.pixverse_request if self.metrics else None,
+            **self._pixverse_options,
         )
         pixverse = self.pixverse
         # /video effect offers the operator's effects (PIXVERSE_EFFECTS), else PixVerse's
@@ -191,8 +203,13 @@ class PixBot(commands.Bot):
         # Finished jobs also go to the server's moderation log (/mod log-channel), if any.
         self.mod_log = ModLog(self, self.store)
         reporter = ModLogReporter(self.reporter, self.mod_log)
-        self.runner = JobRunner(self.store, self.pixverse, reporter, config, notices=self.mod_log)
-        self.job_service = JobService(self.store, self.runner, alerts=self.mod_log)
+        observer = self.metrics or UNOBSERVED
+        self.runner = JobRunner(
+            self.store, self.pixverse, reporter, config, notices=self.mod_log, observer=observer
+        )
+        self.job_service = JobService(
+            self.store, self.runner, alerts=self.mod_log, observer=observer
+        )
         self.intake = Intake(self.job_service, self.reporter, simulated=self.simulated)
         self.ui = UiServices(self, self.store, self.runner, self.job_service, self.intake)
         # Result and log buttons carry their job id, so they work on messages sent before
@@ -208,6 +225,10 @@ class PixBot(commands.Bot):
         if secret is not None and port is not None:
             self.webhooks = WebhookReceiver(secret.get_secret_value(), self.runner.result_ready)
             await self.webhooks.start(self.settings.webhook_host, port)
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            sources = Sources(self.store, self.runner, self.gateway_state)
+            self.metrics_server = MetricsServer(self.metrics, sources)
+            await self.metrics_server.start(self.settings.metrics_host, self.settings.metrics_port)
 
     async def _pixverse_endpoint(self) -> tuple[str, str]:
         if not self.settings.simulate:
@@ -229,6 +250,23 @@ class PixBot(commands.Bot):
         # the first, and every re-identify, waits as discord.py's own hook does; tests shorten it.
         if not initial:
             await asyncio.sleep(self._identify_wait)
+
+    def gateway_state(self) -> GatewayState:
+        """Whether the gateway is connected: ready, not closed, and every shard this process
+        runs (one without sharding) with an open connection, and its heartbeat latency."""
+        if not self.is_ready() or self.is_closed():
+            return GatewayState(ready=False)
+        # An AutoShardedBot has shards (ShardInfo each); a plain Bot has one connection.
+        shards = getattr(self, "shards", None)
+        if isinstance(shards, Mapping):
+            links = {
+                shard_id: None if info.is_closed() else info.latency
+                for shard_id, info in shards.items()
+            }
+        else:
+            ws = self.ws
+            links = {self.shard_id or 0: ws.latency if ws is not None and ws.open else None}
+        return GatewayState(ready=True, shards=links)
 
     async def on_ready(self) -> None:
         user = self.user
@@ -268,6 +306,8 @@ class PixBot(commands.Bot):
 
     async def teardown_services(self) -> None:
         """Stop the runner first: every job's state is persisted, so nothing is lost."""
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
         effects = getattr(self, "effects", None)

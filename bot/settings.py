@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # process's shards out of SHARD_COUNT, so several processes can split them.
     shard_count: int | None = Field(default=None, ge=1, le=100_000)
     shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
+    # Prometheus metrics at /metrics and a health check at /healthz (bot/metrics); unset: no
+    # server. Loopback by default: the numbers are the operator's, not the internet's.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     # Not environment variables: set from the command line by `python -m bot`.
     simulate: bool = Field(default=False, exclude=True)
@@ -91,6 +95,20 @@ class Settings(BaseSettings):
         if upper not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return upper
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _check_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError(f"must be a port number from 1 to 65535, not {value}")
+        return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+        return value.strip()
 
     @field_validator("pixverse_effects", "credit_costs", mode="before")
     @classmethod
@@ -178,6 +196,14 @@ class Settings(BaseSettings):
             listed = ", ".join(str(s) for s in repeated)
             what = f"shards {listed} are" if len(repeated) > 1 else f"shard {listed} is"
             raise ValueError(f"SHARD_IDS is invalid: {what} listed more than once")
+        return self
+
+    @model_validator(mode="after")
+    def _check_ports_differ(self) -> Settings:
+        if self.metrics_port is not None and self.metrics_port == self.webhook_port:
+            raise ValueError(
+                f"METRICS_PORT and WEBHOOK_PORT are both {self.metrics_port}: give each its own"
+            )
         return self
 
     @model_validator(mode="after")

@@ -1,9 +1,9 @@
 """The rooms of the house: the core that knows nothing of Discord stays that way.
 
-``bot/store``, ``bot/jobs``, ``bot/pixverse``, ``bot/simulator`` and the use cases in
-``bot/service`` are used by tests, benchmarks and the simulator without a Discord client;
-only ``bot/ui``, ``bot/app`` and the cogs speak Discord. Every import counts, type-only ones
-included.
+``bot/store``, ``bot/jobs``, ``bot/pixverse``, ``bot/simulator``, the use cases in
+``bot/service`` and the metrics in ``bot/metrics`` are used by tests, benchmarks and the
+simulator without a Discord client; only ``bot/ui``, ``bot/app`` and the cogs speak Discord.
+Every import counts, type-only ones included.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 BOT = Path(__file__).resolve().parents[1] / "bot"
-DISCORD_FREE = ("store", "jobs", "pixverse", "simulator", "service")
+DISCORD_FREE = ("store", "jobs", "pixverse", "simulator", "service", "metrics")
 
 
 def imported_modules(path: Path) -> set[str]:

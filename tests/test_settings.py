@@ -68,6 +68,8 @@ def test_defaults_match_readme() -> None:
     assert settings.budget_daily_credits == 0
     assert settings.moderation_strikes == 3
     assert settings.command_cooldown_seconds == 3
+    assert settings.metrics_port is None
+    assert settings.metrics_host == "127.0.0.1"
 
 
 @pytest.mark.usefixtures("required")
@@ -166,6 +168,7 @@ def test_copied_env_example_with_a_token_starts_in_simulate_mode(clean_environme
 
     assert settings.dev_guild_id is None
     assert settings.webhook_port is None
+    assert settings.metrics_port is None
     assert settings.pixverse_key == ""
 
 
@@ -225,6 +228,10 @@ def test_api_key_is_optional_with_simulate(monkeypatch: pytest.MonkeyPatch) -> N
         ("DEV_GUILD_ID", "-3"),
         ("LOG_LEVEL", "LOUD"),
         ("WEBHOOK_PORT", "70000"),
+        ("METRICS_PORT", "70000"),
+        ("METRICS_PORT", "0"),
+        ("METRICS_PORT", "ninety"),
+        ("METRICS_HOST", " "),
         ("BUDGET_DAILY_CREDITS", "-1"),
         ("BUDGET_DAILY_CREDITS", "lots"),
         ("MODERATION_STRIKES", "-2"),
@@ -237,6 +244,30 @@ def test_malformed_value_gives_one_line_naming_the_variable(variable: str, value
 
     assert message.startswith(f"{variable} is invalid: ")
     assert "\n" not in message
+
+
+def test_metrics_port_out_of_range_says_the_range() -> None:
+    assert problem_for(METRICS_PORT="65536") == (
+        "METRICS_PORT is invalid: must be a port number from 1 to 65535, not 65536"
+    )
+
+
+@pytest.mark.usefixtures("required")
+def test_metrics_port_and_host_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_PORT", "9108")
+    monkeypatch.setenv("METRICS_HOST", "0.0.0.0")
+
+    settings = load_settings(env_file=None)
+
+    assert (settings.metrics_port, settings.metrics_host) == (9108, "0.0.0.0")
+
+
+def test_metrics_port_equal_to_the_webhook_port_is_refused() -> None:
+    message = problem_for(
+        METRICS_PORT="8080", WEBHOOK_PORT="8080", PIXVERSE_WEBHOOK_SECRET=WEBHOOK_SECRET
+    )
+
+    assert message == "METRICS_PORT and WEBHOOK_PORT are both 8080: give each its own"
 
 
 def test_webhook_port_without_secret_names_the_missing_secret() -> None:

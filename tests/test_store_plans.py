@@ -161,6 +161,8 @@ PATHS = [
     ),
     Probe("/extend job autocomplete", extend_autocomplete, member=True, ordered=True),
     Probe("/mod cancel|remove job autocomplete", mod_autocompletes, ordered=True),
+    # Every Prometheus scrape (METRICS_PORT), on the event loop's thread.
+    Probe("metrics scrape", lambda store: store.jobs.unfinished_counts()),
 ]
 
 

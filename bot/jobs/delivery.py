@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.jobs.observe import UNOBSERVED, JobObserver
 from bot.jobs.progress import JobUpdate, ProgressReporter
 from bot.store import Store
 from bot.store.models import Job
@@ -52,8 +53,10 @@ class FinalDelivery:
         policy: DeliveryPolicy | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        observer: JobObserver = UNOBSERVED,
     ) -> None:
         self._jobs = store.jobs
+        self._observer = observer
         self._reporter = reporter
         self._build = build
         self._policy = policy or DeliveryPolicy()
@@ -112,6 +115,7 @@ class FinalDelivery:
                 if exc.permanent:
                     log.warning("Job %d: its result cannot be shown (%s); see /jobs", job.id, exc)
                     await self._jobs.delivered(job.id)
+                    self._observer.abandoned(job)
                     return
                 log.warning("Job %d: delivery attempt %d failed: %s", job.id, attempt, exc)
             except asyncio.CancelledError:
@@ -125,6 +129,7 @@ class FinalDelivery:
                     channel_id=target.channel_id if moved and target else None,
                     message_id=target.message_id if moved and target else None,
                 )
+                self._observer.delivered(job, max(0.0, self._clock() - since))
                 return
             if self._clock() + delay > deadline:
                 minutes = self._policy.give_up_after / 60
@@ -134,6 +139,7 @@ class FinalDelivery:
                     minutes,
                 )
                 await self._jobs.delivered(job.id)
+                self._observer.abandoned(job)
                 return
             # Jitter spreads the retries of many jobs that failed together.
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))

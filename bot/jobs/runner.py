@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from bot.jobs import mp4
 from bot.jobs.delivery import DeliveryPolicy, FinalDelivery
+from bot.jobs.observe import UNOBSERVED, JobObserver
 from bot.jobs.pause import WAITING_TEXT, CreditPause, OperatorNotices
 from bot.jobs.progress import JobUpdate, ProgressReporter, VideoFile
 from bot.jobs.schedule import Estimator, Key, Lane, PollSchedule, RequestBudget
@@ -183,8 +184,10 @@ class JobRunner:
         notices: OperatorNotices | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: JobObserver = UNOBSERVED,
     ) -> None:
         self._store = store
+        self._observer = observer
         self._jobs = store.jobs
         self._pixverse = pixverse
         self._reporter = reporter
@@ -213,7 +216,12 @@ class JobRunner:
             monotonic=monotonic,
         )
         self._delivery = FinalDelivery(
-            store, reporter, self._final_update, self._config.delivery, clock=clock
+            store,
+            reporter,
+            self._final_update,
+            self._config.delivery,
+            clock=clock,
+            observer=observer,
         )
         self._busy_until = 0.0
         self._stopping = False
@@ -779,6 +787,7 @@ class JobRunner:
         if not await self._jobs.finish_done(job.id, url, charged=charged, has_audio=has_audio):
             self._untrack(job.id, finished=False)
             return
+        self._observer.finished(job, JobState.DONE, job.cost if charged is None else charged)
         if charged is not None and charged != job.cost:
             p = job.params
             log.info(
@@ -815,6 +824,7 @@ class JobRunner:
     async def _fail(self, job: Job, reason: str) -> None:
         log.info("Job %d failed: %s", job.id, reason)
         if await self._jobs.finish_failed(job.id, reason):
+            self._observer.finished(job, JobState.FAILED, job.cost)
             fresh = await self._jobs.get(job.id)
             self._delivery.deliver(fresh or replace(job, state=JobState.FAILED), reason)
         self.wake(queue_changed=False)
@@ -912,6 +922,7 @@ class JobRunner:
         if job.state is JobState.QUEUED:
             outcome = await self._jobs.cancel(job_id, reason=reason, audit=audit)
             if outcome.ok:
+                self._observer.finished(job, JobState.CANCELLED, outcome.refunded)
                 self.report_cancelled(job, reason)
                 return job
             # Claimed by the dispatcher meanwhile: stop it like any job in flight.
@@ -924,6 +935,7 @@ class JobRunner:
             job_id, reason, state=JobState.CANCELLED, audit=audit
         ):
             return None
+        self._observer.finished(job, JobState.CANCELLED, job.cost)
         self.report_cancelled(job, reason)
         return job
 

@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from json import loads as json_loads
@@ -67,6 +68,11 @@ ResponseT = TypeVar("ResponseT", bound=BaseModel)
 # job's own task, so the client's signatures stay free of job ids.
 job_label: ContextVar[str] = ContextVar("pixverse_job_label", default="")
 
+# Told of every request sent, retries included: its endpoint ("/video/result/{id}", "download"),
+# its seconds, and what it failed with (None when it was answered). The metrics implement
+# it (bot/metrics), so the client imports none; it must return at once and never raise.
+RequestObserver = Callable[[str, float, BaseException | None], None]
+
 
 def new_trace_id() -> str:
     """A fresh trace id; PixVerse wants a unique UUID-like value per request
@@ -102,8 +108,10 @@ class PixVerseClient:
         max_attempts: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._session = session
+        self._observer = observer
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         # sock_read runs from the end of the request body to the first byte of the answer,
@@ -180,7 +188,9 @@ class PixVerseClient:
         return await self._generate("/video/sound_effect/generate", request.body(), trace_id)
 
     async def result(self, video_id: int) -> VideoResult:
-        return await self._call("GET", f"/video/result/{int(video_id)}", VideoResult)
+        return await self._call(
+            "GET", f"/video/result/{int(video_id)}", VideoResult, endpoint="/video/result/{id}"
+        )
 
     async def download(self, url: str, *, max_bytes: int) -> bytes:
         """Stream a finished video, refusing to hold more than ``max_bytes`` in memory.
@@ -208,7 +218,7 @@ class PixVerseClient:
                     chunks.append(chunk)
                 return b"".join(chunks)
 
-        return await self._with_retries("download", attempt)
+        return await self._with_retries("download", attempt, "download")
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -227,6 +237,7 @@ class PixVerseClient:
         form: Callable[[], aiohttp.FormData] | None = None,
         trace_id: str | None = None,
         upload: bool = False,
+        endpoint: str | None = None,
     ) -> ResponseT:
         url = self._url(path)
         timeout = self._upload_timeout if upload else self._timeout
@@ -245,7 +256,7 @@ class PixVerseClient:
                 payload = await _read_json(response)
                 return _unwrap(response, payload, model)
 
-        return await self._with_retries(f"{method} {path}", attempt)
+        return await self._with_retries(f"{method} {path}", attempt, endpoint or path)
 
     def _url(self, path: str) -> yarl.URL:
         # Parsed once per path: a job's result is polled a dozen times, and parsing a URL
@@ -257,10 +268,12 @@ class PixVerseClient:
             url = self._urls[path] = yarl.URL(f"{self._base_url}{API_PREFIX}{path}")
         return url
 
-    async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+    async def _with_retries(
+        self, what: str, attempt: Callable[[], Awaitable[Any]], endpoint: str
+    ) -> Any:
         for number in range(1, self._max_attempts + 1):
             try:
-                return await attempt()
+                return await self._observed(endpoint, attempt)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error: TransientError = TransientError(
                     f"PixVerse did not answer {what}: {type(exc).__name__}"
@@ -282,6 +295,18 @@ class PixVerseClient:
             )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _observed(self, endpoint: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        if self._observer is None:
+            return await attempt()
+        started = time.monotonic()
+        try:
+            result = await attempt()
+        except Exception as exc:
+            self._observer(endpoint, time.monotonic() - started, exc)
+            raise
+        self._observer(endpoint, time.monotonic() - started, None)
+        return result
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

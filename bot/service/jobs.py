@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from bot.jobs.observe import UNOBSERVED, JobObserver
 from bot.jobs.options import random_seed
 from bot.jobs.runner import JobRunner
 from bot.jobs.text import clean_prompt
@@ -200,11 +201,17 @@ class Cancelled:
 
 class JobService:
     def __init__(
-        self, store: Store, runner: JobRunner, *, alerts: WalletAlerts | None = None
+        self,
+        store: Store,
+        runner: JobRunner,
+        *,
+        alerts: WalletAlerts | None = None,
+        observer: JobObserver = UNOBSERVED,
     ) -> None:
         self._store = store
         self._runner = runner
         self._alerts = alerts
+        self._observer = observer
 
     async def precheck(
         self, who: Requester, params: JobParams, *, check_prompt: bool = True
@@ -244,6 +251,7 @@ class JobService:
             # Options are checked before this; a re-roll of a job whose model or price the
             # catalogue no longer has is refused here, saying what to change.
             raise Refusal(str(exc)) from None
+        self._observer.accepted(job)
         await self._warn_budget()
         return Accepted(job, await self._store.queue.queue_position(job.id))
 
@@ -272,7 +280,9 @@ class JobService:
     async def withdraw(self, job_id: int) -> None:
         """The member never saw the job accepted (its status message failed): it is not
         kept and not charged."""
-        await self._store.jobs.cancel(job_id, reason="the status message failed")
+        outcome = await self._store.jobs.cancel(job_id, reason="the status message failed")
+        if outcome.ok and (job := await self._store.jobs.get(job_id)) is not None:
+            self._observer.finished(job, JobState.CANCELLED, outcome.refunded)
 
     async def shown(self, job_id: int, channel_id: int, message_id: int) -> None:
         """The job's status message exists: remember it, and let the runner start the job."""
@@ -299,6 +309,7 @@ class JobService:
         refunded = await self._store.jobs.remove_result(job_id, actor_id=actor_id, reason=reason)
         if refunded is None:
             raise Refusal(f"Job #{job_id} was already removed.")
+        self._observer.refunded(job, refunded)
         return job, refunded
 
     async def job_in_server(self, job_id: int, guild_id: int) -> Job | None:
@@ -323,6 +334,7 @@ class JobService:
         if owner_id is not None:
             outcome = await self._store.jobs.cancel(job_id, by_user_id=owner_id, reason=reason)
             if outcome.ok:
+                self._observer.finished(job, JobState.CANCELLED, outcome.refunded)
                 self._runner.report_cancelled(job, shown)
             return Cancelled(outcome.result, job, outcome.state, outcome.refunded)
         if job.is_final:

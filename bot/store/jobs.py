@@ -384,6 +384,16 @@ class JobStore:
 
         return await self._db.read(read)
 
+    async def unfinished_counts(self) -> dict[tuple[JobState, str], int]:
+        """Unfinished jobs by state and kind (the metrics' gauges); combinations without a
+        job are left out. Only the unfinished rows are read (the partial index of active
+        jobs), however many finished jobs the table keeps."""
+        rows = await self._db.fetch_all(
+            f"SELECT state, kind, COUNT(*) FROM jobs WHERE state IN {ACTIVE_SQL}"
+            " GROUP BY state, kind"
+        )
+        return {(JobState(state), str(kind)): int(count) for state, kind, count in rows}
+
     async def price_differences(
         self, *, window: timedelta = timedelta(days=7), limit: int = 10
     ) -> list[charges.PriceDifference]:
