@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,7 @@ from bot.jobs.webhook import WebhookReceiver
 from bot.metrics import GatewayState, Metrics, MetricsServer, Sources
 from bot.pixverse import PixVerseClient
 from bot.service import JobService
-from bot.store import Limits, Store
+from bot.store import LeaseTerms, Limits, Store
 from bot.store.jobs import forget_tokens_forever
 from bot.sync import sync_commands
 from bot.tree import PixTree
@@ -168,6 +171,7 @@ class PixBot(commands.Bot):
             catalogue=self.settings.catalogue,
             # login() has fetched the bot's user: the author of the blocks strikes make.
             bot_user_id=self.user.id if self.user else 0,
+            lease=self._lease_terms(),
         )
         await self.setup_services()
         for extension in walk_extensions():
@@ -185,6 +189,16 @@ class PixBot(commands.Bot):
             log.error("Discord refused the command sync (%s); commands may be out of date", exc)
         if self.application_id is not None:
             log.info("Invite the bot with: %s", invite_url(self.application_id))
+
+    def _lease_terms(self) -> LeaseTerms | None:
+        """On PostgreSQL, other processes may share the jobs: this one claims them under a
+        lease (bot/store/leases.py), named so the operator can tell processes apart."""
+        if self.settings.database_url is None:
+            return None
+        shards = self.settings.shards
+        name = "shards-" + "-".join(map(str, shards)) if shards else "all-shards"
+        owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{secrets.token_hex(3)}"
+        return LeaseTerms(owner, self.settings.job_lease_seconds)
 
     async def setup_services(self) -> None:
         """The job services: status messages, the runner, and the intake the cogs use."""

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     database_path: Path = Path("data/bot.sqlite3")
     # PostgreSQL instead of the SQLite file: what several processes share (bot/store/pg.py).
     database_url: SecretStr | None = None
+    # With DATABASE_URL: how long a process's claim on its jobs holds without renewal, i.e.
+    # how soon another process takes over the jobs of one that died (renewed every third).
+    job_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
     dev_guild_id: int | None = Field(default=None, gt=0)
     # The model catalogue (bot/pixverse/catalogue.py): a TOML file replacing the shipped one.
     pixverse_catalogue: Path | None = None

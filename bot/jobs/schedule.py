@@ -159,6 +159,14 @@ class RequestBudget:
     def rate(self) -> float:
         return self._rate
 
+    def set_rate(self, rate: float) -> None:
+        """A new rate from now on (the tokens earned so far are kept)."""
+        if rate != self._rate:
+            self._refill()
+            self._rate = rate
+            if any(self._waiting.values()):
+                self._serve()  # the timer was set for the old rate
+
     async def acquire(self, lane: Lane = Lane.START) -> None:
         self._refill()
         if self._tokens >= 1 and not any(self._waiting.values()):
