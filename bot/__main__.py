@@ -1,12 +1,16 @@
-"""``python -m bot [--simulate] [--sync]``: start the bot."""
+"""``python -m bot [--simulate] [--sync]``: start the bot.
+``python -m bot migrate-to-postgres [--sqlite PATH] [--url URL]``: move its data to PostgreSQL."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import discord
@@ -16,6 +20,8 @@ from bot.logs import configured_secrets, setup_logging
 from bot.metrics import MetricsUnavailable
 from bot.settings import Settings, SettingsProblem, load_settings
 from bot.store.db import StorageUnavailable
+from bot.store.move import MoveRefused, move_to_postgres
+from bot.store.pg import redacted
 
 log = logging.getLogger("bot")
 
@@ -102,7 +108,72 @@ def gateway_refusal(exc: discord.ConnectionClosed) -> str:
     return f"Discord closed the gateway connection (code {exc.code}: {exc.reason or 'no reason'})"
 
 
+def parse_move_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot migrate-to-postgres",
+        description="Copy the bot's SQLite database into an empty PostgreSQL database, so a "
+        "server keeps its members' quotas and history when it moves to several processes. "
+        "Stop the bot first.",
+    )
+    parser.add_argument(
+        "--sqlite",
+        type=Path,
+        default=None,
+        help="the SQLite file (default: DATABASE_PATH, else data/bot.sqlite3)",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="the PostgreSQL database, postgresql://user:password@host:5432/db (default: "
+        "DATABASE_URL)",
+    )
+    return parser.parse_args(argv)
+
+
+def move_main(argv: list[str]) -> int:
+    """``python -m bot migrate-to-postgres``: see bot/store/move.py."""
+    args = parse_move_args(argv)
+    logging.basicConfig(format="pixbot: %(message)s", stream=sys.stderr, level=logging.INFO)
+    try:
+        settings: Settings | None = load_settings(simulate=True)
+    except SettingsProblem:
+        settings = None  # the copy needs only the two databases
+    sqlite_path = args.sqlite or (
+        settings.database_path
+        if settings
+        else Path(os.environ.get("DATABASE_PATH", "data/bot.sqlite3"))
+    )
+    url = args.url or (
+        settings.database_url.get_secret_value()
+        if settings and settings.database_url
+        else os.environ.get("DATABASE_URL")
+    )
+    if not url:
+        log.error("Set DATABASE_URL (or pass --url) to the empty PostgreSQL database to fill")
+        return EXIT_SETTINGS
+    if urlsplit(url).password:
+        setup_logging("INFO", [str(urlsplit(url).password)])
+    try:
+        report = asyncio.run(move_to_postgres(Path(sqlite_path), url))
+    except MoveRefused as refused:
+        log.error("%s", refused)
+        return EXIT_STORAGE
+    except StorageUnavailable as exc:
+        log.error("%s", exc.operator_line)
+        return EXIT_STORAGE
+    log.info(
+        "Copied %d row(s) from %s into %s: set DATABASE_URL for every process and start them",
+        report.total,
+        sqlite_path,
+        redacted(url),
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate-to-postgres"]:
+        return move_main(argv[1:])
     args = parse_args(argv)
     try:
         settings = load_settings(simulate=args.simulate)
