@@ -13,7 +13,11 @@ only show capacity, not the latency a member sees.
     members; latency is measured from each cycle's *scheduled* arrival to its commit, so a
     backlog shows up in the figures instead of silently slowing the arrivals.
 
+Each run is on SQLite (a temporary WAL file) and on PostgreSQL (a throwaway server started
+by tests/pgserver.py, or ``--database-url``), one after the other in the same run.
+
     python bench/ledger.py [--rate 3000] [--seconds 5] [--workers 50,1000] [--server-cap]
+                           [--engine sqlite|postgres|both] [--database-url URL] [--pg-rate 150]
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from bot.pixverse.rules import Quality
 from bot.store import JobParams, Limits, NewJob, Store
@@ -136,24 +142,53 @@ async def main() -> None:
         help="set a (huge) server cap so every reserve "
         "also sums the server's usage and reservations",
     )
+    parser.add_argument(
+        "--pg-rate",
+        type=float,
+        default=150.0,
+        help="open-loop cycles/s on PostgreSQL (each statement is a round trip to the server)",
+    )
+    parser.add_argument("--engine", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--database-url", default=None, help="an empty PostgreSQL database to use instead"
+    )
     args = parser.parse_args()
 
     print(
         f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
         f"{os.cpu_count()} CPUs, {MEMBERS} members" + (", server cap on" if args.server_cap else "")
     )
-    with tempfile.TemporaryDirectory() as folder:
-        limits = Limits(daily_credits=DAILY, max_jobs_per_user=MEMBERS)
-        store = await Store.open(Path(folder) / "bench.sqlite3", limits=limits)
+    if args.engine in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as folder:
+            print("SQLite (WAL file):")
+            await run(Path(folder) / "bench.sqlite3", args)
+    if args.engine in ("postgres", "both"):
+        if args.database_url:
+            print("PostgreSQL (--database-url):")
+            await run(args.database_url, args, rate=args.pg_rate)
+            return
+        from pgserver import PgServer
+
+        server = PgServer.start()
         try:
-            if args.server_cap:
-                await store.admin.set_server_cap(GUILD, 1, 999_999_999)
-            await asyncio.gather(*(cycle(store, m) for m in range(MEMBERS)))  # warm up
-            for workers in (int(n) for n in args.workers.split(",") if n):
-                await closed_loop(store, workers, args.seconds)
-            await open_loop(store, args.rate, args.seconds)
+            print(f"PostgreSQL (throwaway server, fsync off, port {server.port}):")
+            await run(server.create_database(), args, rate=args.pg_rate)
         finally:
-            await store.close()
+            server.stop()
+
+
+async def run(target: Path | str, args: argparse.Namespace, *, rate: float | None = None) -> None:
+    limits = Limits(daily_credits=DAILY, max_jobs_per_user=MEMBERS)
+    store = await Store.open(target, limits=limits)
+    try:
+        if args.server_cap:
+            await store.admin.set_server_cap(GUILD, 1, 999_999_999)
+        await asyncio.gather(*(cycle(store, m) for m in range(MEMBERS)))  # warm up
+        for workers in (int(n) for n in args.workers.split(",") if n):
+            await closed_loop(store, workers, args.seconds)
+        await open_loop(store, rate or args.rate, args.seconds)
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":
