@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bot.pixverse.rules import Quality
-from bot.store import JobParams, Limits, NewJob, Store
+from bot.pixverse.rules import Quality  # noqa: E402
+from bot.store import JobParams, Limits, NewJob, Store  # noqa: E402
 
 GUILD = 1
 MEMBERS = 1_000
