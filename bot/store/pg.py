@@ -159,8 +159,8 @@ class PgConnection:
         return PgCursor(rows, _rowcount(status))
 
     async def _begin_write(self) -> None:
-        await self._conn.execute("BEGIN")
-        await self._conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        # One round trip (the simple query protocol takes both statements).
+        await self._conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     async def _run(self, sql: str, arguments: list[Any]) -> tuple[Sequence[Any], str]:
         # asyncpg's public calls give rows or the status, not both; _execute (stable since
