@@ -190,6 +190,11 @@ class PixBot(commands.Bot):
         if self.application_id is not None:
             log.info("Invite the bot with: %s", invite_url(self.application_id))
 
+    def _serves_guild(self, guild_id: int) -> bool:
+        """Whether this process's shards carry the server (Discord's shard formula)."""
+        count, mine = self.settings.shard_count, self.settings.shards
+        return count is None or mine is None or (guild_id >> 22) % count in mine
+
     def _lease_terms(self) -> LeaseTerms | None:
         """On PostgreSQL, other processes may share the jobs: this one claims them under a
         lease (bot/store/leases.py), named so the operator can tell processes apart."""
@@ -219,7 +224,13 @@ class PixBot(commands.Bot):
         reporter = ModLogReporter(self.reporter, self.mod_log)
         observer = self.metrics or UNOBSERVED
         self.runner = JobRunner(
-            self.store, self.pixverse, reporter, config, notices=self.mod_log, observer=observer
+            self.store,
+            self.pixverse,
+            reporter,
+            config,
+            notices=self.mod_log,
+            observer=observer,
+            shows_server=self._serves_guild if settings.shard_count is not None else None,
         )
         self.job_service = JobService(
             self.store, self.runner, alerts=self.mod_log, observer=observer

@@ -353,3 +353,33 @@ async def test_a_webhook_checks_its_job_at_once_and_its_polling_stops(world):
     assert final.state is JobState.DONE
     assert len([r for r in world.sim.state.requests if r.route == "result"]) == 1
     assert job.id not in runner._generating
+
+
+async def test_queue_places_are_shown_only_for_the_servers_this_process_serves(world):
+    # Two processes share the queue; each shows the places of its own shards' servers.
+    elsewhere = 4242
+    params = JobParams(prompt="a cat", model="v4.5", quality=Quality.P540, duration=5)
+    ours = [await world.job(user=user) for user in (1, 2, 3)]
+    theirs = [
+        await world.store.jobs.create(
+            NewJob(guild_id=elsewhere, channel_id=CHANNEL, user_id=user, params=params)
+        )
+        for user in (4, 5)
+    ]
+    runner = JobRunner(
+        world.store,
+        world.client,
+        world.recorder,
+        RunnerConfig(**{**_fields(FAST), "max_active": 1}),
+        shows_server=lambda guild_id: guild_id == GUILD,
+    )
+    await runner.start()
+    world.runners.append(runner)
+    for job in ours + theirs:
+        await world.until_final(job.id, timeout=20)
+
+    def places(job) -> list[int]:
+        return [u.queue_position for u in world.recorder.for_job(job.id) if u.queue_position]
+
+    assert any(places(job) for job in ours)
+    assert all(places(job) == [] for job in theirs)

@@ -185,9 +185,13 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         observer: JobObserver = UNOBSERVED,
+        shows_server: Callable[[int], bool] | None = None,
     ) -> None:
         self._store = store
         self._observer = observer
+        # Queue places are shown by the process whose gateway shards serve the job's server
+        # (several processes would otherwise edit the same messages); None: every server.
+        self._shows_server = shows_server
         self._jobs = store.jobs
         self._pixverse = pixverse
         self._reporter = reporter
@@ -356,11 +360,15 @@ class JobRunner:
             # (all of them: the memory of what was shown is dropped) once the queue resumes.
             self._positions = {}
             for job in await self._store.queue.next_fair_batch(PAUSE_TOLD):
+                if self._shows_server is not None and not self._shows_server(job.guild_id):
+                    continue
                 if self._pause.tell(job.id):
                     await self._report(job, JobState.QUEUED, waiting=WAITING_TEXT)
             return
         waiting = await self._store.queue.next_fair_batch(QUEUE_SHOWN)
         positions = {job.id: position for position, job in enumerate(waiting, start=1)}
+        if self._shows_server is not None:
+            waiting = [job for job in waiting if self._shows_server(job.guild_id)]
         for job in waiting:
             # Only moves are reported: most wake-ups change nobody's place in line.
             if self._positions.get(job.id) != positions[job.id]:
