@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Coroutine, Iterator, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -36,7 +37,7 @@ T = TypeVar("T")
 WRITE_LOCK = 0x706978626F74
 # Session lock for migrations, so processes starting together migrate once.
 MIGRATION_LOCK = WRITE_LOCK + 1
-READERS = 4  # connections (and threads) for reads; reads are short
+READERS = 4  # threads (each with its connection) for reads; reads are short
 # How long a statement may wait for the server (or the write lock) before the call fails.
 STATEMENT_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
@@ -122,24 +123,51 @@ def _as_sqlite_error(exc: asyncpg.PostgresError) -> sqlite3.Error:
     return sqlite3.OperationalError(text)
 
 
-class PgConnection:
-    """What a store function gets on PostgreSQL, used from a worker thread only."""
+class _ThreadLink:
+    """A worker thread's own event loop and connection. A store function runs on that thread
+    and each of its statements runs to completion on that loop: no hop back to the bot's
+    event loop per statement (that hop, two thread wake-ups, cost more than the statement)."""
 
-    def __init__(self, conn: asyncpg.Connection, loop: asyncio.AbstractEventLoop) -> None:
-        self._conn = conn
-        self._loop = loop
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection | None = None
+
+    def connection(self) -> asyncpg.Connection:
+        # A server restart closes the connection; the next statement opens a new one.
+        if self._conn is None or self._conn.is_closed():
+            self._conn = self.run(_connect(self._url))
+        return self._conn
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, STATEMENT_TIMEOUT))
+
+    def close(self) -> None:
+        """From any thread, once this one is idle."""
+        try:
+            if self._conn is not None and not self._conn.is_closed():
+                self.loop.run_until_complete(self._conn.close(timeout=5))
+        except Exception:
+            if self._conn is not None:
+                self._conn.terminate()
+        finally:
+            self.loop.close()
+
+
+class PgConnection:
+    """What a store function gets on PostgreSQL, used on its worker thread only."""
+
+    def __init__(self, link: _ThreadLink) -> None:
+        self._link = link
+        self._conn = link.connection()
 
     @property
     def in_transaction(self) -> bool:
         return bool(self._conn.is_in_transaction())
 
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(STATEMENT_TIMEOUT)
-        except TimeoutError:
-            future.cancel()
-            raise
+            return self._link.run(coro)
         except asyncpg.PostgresError as exc:
             if isinstance(exc, _UNREACHABLE) or _fault_code(exc) is not None:
                 raise
@@ -211,36 +239,57 @@ def pg_fault(exc: BaseException, where: str) -> StorageUnavailable | None:
     return StorageUnavailable(where, code, problem, fix)
 
 
+async def _connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    await _init_connection(conn)
+    return conn
+
+
+class _Workers:
+    """Threads, each with its own ``_ThreadLink``, running store functions."""
+
+    def __init__(self, url: str, threads: int, name: str) -> None:
+        self._url = url
+        self._local = threading.local()
+        self._links: list[_ThreadLink] = []
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+    def run(self, fn: Callable[[PgConnection], T]) -> T:
+        """On a worker thread: ``fn`` with that thread's connection."""
+        link: _ThreadLink | None = getattr(self._local, "link", None)
+        if link is None:
+            link = _ThreadLink(self._url)
+            self._local.link = link
+            with self._lock:
+                self._links.append(link)
+        return fn(PgConnection(link))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        for link in self._links:
+            link.close()
+
+
 class PostgresEngine:
-    """One writing connection (and thread), a pool of reading ones (and threads)."""
+    """One writing thread (and connection), a few reading ones, each with its own loop."""
 
     def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
-        self._url = url
         self.where: Path | str = redacted(url)
         self._loop = loop
-        self._writer: asyncpg.Connection | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="pg-write")
-        self._read_threads = ThreadPoolExecutor(READERS, thread_name_prefix="pg-read")
-
-    async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
-        await _init_connection(conn)
-        return conn
+        self._writer = _Workers(url, 1, "pg-write")
+        self._readers = _Workers(url, READERS, "pg-read")
 
     @classmethod
     async def open(cls, url: str, *, migrations: Sequence[str]) -> PostgresEngine:
         engine = cls(url, asyncio.get_running_loop())
         try:
-            engine._writer = await engine._connect()
-            version = await migrate_postgres(engine._writer, migrations)
-            engine._pool = await asyncpg.create_pool(
-                url,
-                min_size=1,
-                max_size=READERS,
-                init=_init_connection,
-                timeout=CONNECT_TIMEOUT,
-            )
+            conn = await _connect(url)
+            try:
+                version = await migrate_postgres(conn, migrations)
+            finally:
+                await conn.close()
+            await engine.call(lambda _: None)  # the writing connection, now: fail at start
         except BaseException as exc:
             await engine.close()
             fault = pg_fault(exc, str(engine.where))
@@ -250,28 +299,17 @@ class PostgresEngine:
         log.info("database %s open at schema version %d", engine.where, version)
         return engine
 
-    async def _writing(self) -> asyncpg.Connection:
-        # A server restart closes the connection; the next write opens a new one.
-        if self._writer is None or self._writer.is_closed():
-            self._writer = await self._connect()
-        return self._writer
-
     async def call(self, fn: SyncFn[T]) -> T:
-        conn = PgConnection(await self._writing(), self._loop)
-        return await self._loop.run_in_executor(self._write_thread, fn, conn)  # type: ignore[arg-type]
+        return await self._loop.run_in_executor(self._writer.executor, self._writer.run, _as_pg(fn))
 
     async def read(self, fn: SyncFn[T]) -> T:
         return await self._reading(lambda conn: _read_snapshot(conn, fn))
 
     async def read_statement(self, fn: SyncFn[T]) -> T:
-        return await self._reading(fn)
+        return await self._reading(_as_pg(fn))
 
-    async def _reading(self, fn: Any) -> Any:
-        if self._pool is None:
-            raise RuntimeError("database is not open")
-        async with self._pool.acquire() as raw:
-            conn = PgConnection(raw, self._loop)
-            return await self._loop.run_in_executor(self._read_threads, fn, conn)
+    async def _reading(self, fn: Callable[[PgConnection], T]) -> T:
+        return await self._loop.run_in_executor(self._readers.executor, self._readers.run, fn)
 
     def fault(self, exc: BaseException) -> StorageUnavailable | None:
         return pg_fault(exc, str(self.where))
@@ -280,18 +318,22 @@ class PostgresEngine:
         return None  # PostgreSQL's autovacuum keeps the planner's statistics
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-        if self._writer is not None and not self._writer.is_closed():
-            await self._writer.close()
-        self._write_thread.shutdown(wait=False)
-        self._read_threads.shutdown(wait=False)
+        # Waits for a statement in flight (bounded by STATEMENT_TIMEOUT), then closes each
+        # thread's connection.
+        await asyncio.to_thread(self._writer.close)
+        await asyncio.to_thread(self._readers.close)
+
+
+def _as_pg(fn: SyncFn[T]) -> Callable[[PgConnection], T]:
+    # The store's functions are typed for sqlite3's connection; PgConnection answers the part
+    # of it they use.
+    return cast("Callable[[PgConnection], T]", fn)
 
 
 def _read_snapshot(conn: PgConnection, fn: SyncFn[T]) -> T:
     conn.execute(_BEGIN_READ)
     try:
-        return fn(conn)  # type: ignore[arg-type]
+        return _as_pg(fn)(conn)
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
