@@ -206,7 +206,7 @@ class PixBot(commands.Bot):
             self,
             view_factory=result_view,
             min_interval=self._status_interval,
-            # Other processes share the jobs: a queued job's place is shown only while queued.
+            # Other processes share the jobs: a state is shown only while the job is in it.
             shared=self.store.jobs if self.store.leases is not None else None,
         )
         settings = self.settings

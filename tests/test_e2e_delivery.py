@@ -207,7 +207,7 @@ class Shared:
         self.queued = list(queued)
         self.reshown: list[int] = []
 
-    async def is_queued(self, job_id: int) -> bool:
+    async def in_state(self, job_id: int, state: JobState) -> bool:
         return self.queued.pop(0)
 
     async def reshow_final(self, job_id: int) -> bool:
@@ -215,26 +215,29 @@ class Shared:
         return True
 
 
-async def show_queued(world, shared: Shared) -> str:
-    """Another process's reporter shows the finished job of ``world`` as queued; what the
-    status message shows after."""
+async def show_queued(world, shared: Shared, state: JobState = JobState.QUEUED) -> str:
+    """Another process's reporter shows the finished job of ``world`` as queued (or in
+    ``state``); what the status message shows after."""
     bot = world.bot
     handle, job = await start_job(world)
     stored = await world.job_final(job.id)
     await world.until(lambda: "Done" in status_text(handle.original))
     other = DiscordStatusReporter(bot, view_factory=result_view, min_interval=0.05, shared=shared)
-    await other.show(JobUpdate.of(stored, JobState.QUEUED, simulated=True, queue_position=3))
+    extra = {"queue_position": 3} if state is JobState.QUEUED else {"elapsed": 12.0}
+    await other.show(JobUpdate.of(stored, state, simulated=True, **extra))
     await world.until(lambda: not shared.queued, timeout=5)
     await asyncio.sleep(0.2)
     await other.close()
     return status_text(handle.original)
 
 
-async def test_a_place_in_line_is_not_shown_once_another_process_claimed_the_job(world):
+@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.GENERATING])
+async def test_a_state_the_job_left_is_not_shown(world, state):
+    """Queued: another process claimed the job; generating: another cancelled it."""
     await world.start_bot()
-    shared = Shared(False)  # claimed (and finished) by the time the edit would go
-    shown = await show_queued(world, shared)
-    assert "Done" in shown and "Queued" not in shown
+    shared = Shared(False)  # it moved on (and finished) by the time the edit would go
+    shown = await show_queued(world, shared, state)
+    assert "Done" in shown and "Queued" not in shown and "Generating" not in shown
     assert shared.reshown == []
 
 

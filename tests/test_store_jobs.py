@@ -200,10 +200,11 @@ async def test_a_final_state_shown_is_marked_to_be_shown_again(store: Store) -> 
     """``reshow_final``: only a finished job already shown goes back to delivering, with
     its lease lapsed so that any process's next pass delivers it."""
     job = await create(store, ALICE)
-    assert await store.jobs.is_queued(job.id)
+    assert await store.jobs.in_state(job.id, JobState.QUEUED)
     assert not await store.jobs.reshow_final(job.id)  # queued: nothing to show again
     await store.queue.claim_next()
-    assert not await store.jobs.is_queued(job.id)
+    assert not await store.jobs.in_state(job.id, JobState.QUEUED)
+    assert await store.jobs.in_state(job.id, JobState.UPLOADING)
     assert not await store.jobs.reshow_final(job.id)  # running: its runner shows it
     await store.jobs.finish_done(job.id, "https://x/1.mp4")
     assert not await store.jobs.reshow_final(job.id)  # its final state is on its way
@@ -214,7 +215,7 @@ async def test_a_final_state_shown_is_marked_to_be_shown_again(store: Store) -> 
     row = await store.db.fetch_one("SELECT lease_until FROM jobs WHERE id = ?", (job.id,))
     assert row is not None and row[0] == 0
     assert [j.id for j in await store.jobs.pending_deliveries()] == [job.id]
-    assert not await store.jobs.is_queued(10**9)
+    assert not await store.jobs.in_state(10**9, JobState.QUEUED)
 
 
 async def test_finish_failed_releases_once(store: Store) -> None:

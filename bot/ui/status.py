@@ -57,10 +57,10 @@ ViewFactory = Callable[[JobUpdate], discord.ui.View | None]
 
 class SharedJobs(Protocol):
     """What the reporter asks the database when other processes run jobs too
-    (``JobStore``): any process may show a queued job's place in line, and another may
-    claim, finish and show it meanwhile."""
+    (``JobStore``): any process may show a queued job's place in line while another claims,
+    finishes and shows it; a process may cancel a job another runs."""
 
-    async def is_queued(self, job_id: int) -> bool: ...
+    async def in_state(self, job_id: int, state: JobState) -> bool: ...
 
     async def reshow_final(self, job_id: int) -> bool: ...
 
@@ -211,9 +211,10 @@ class DiscordStatusReporter:
         async with pick.lock:
             if pick.gone or update.job_id in self._finished:
                 return
-            # Another process may have claimed the job since: its place in line is stale.
-            shared = self._shared if update.state is JobState.QUEUED else None
-            if shared is not None and not await shared.is_queued(update.job_id):
+            # Another process may have claimed (or cancelled) the job since: it no longer
+            # shows this state, and another process may have shown its final one.
+            shared = self._shared
+            if shared is not None and not await shared.in_state(update.job_id, update.state):
                 return
             try:
                 async with asyncio.timeout(PROGRESS_TIMEOUT):
@@ -222,9 +223,9 @@ class DiscordStatusReporter:
                 pick.gone = True
             except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("Job %d: status edit failed: %s", update.job_id, exc)
-            if shared is not None and not await shared.is_queued(update.job_id):
-                # Claimed while the edit was on its way (discord.py waits out rate limits):
-                # it may have landed after the final edit of the process that ran the job.
+            if shared is not None and not await shared.in_state(update.job_id, update.state):
+                # It moved on while the edit was on its way (discord.py waits out rate
+                # limits): the edit may have landed after another process's final one.
                 if await shared.reshow_final(update.job_id):
                     log.info("Job %d: its final state is shown again", update.job_id)
 
