@@ -619,7 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    server = PgServer.start()
+    try:
+        server = PgServer.start()
+    except FileNotFoundError as missing:  # no PostgreSQL server binaries here
+        print(missing, file=sys.stderr)
+        return 2
     try:
         report = asyncio.run(run_failover(plan, server.create_database()))
     finally:
