@@ -227,10 +227,188 @@ class MediaOutages:
         return self._served(name)
 
 
+# -- the invariants ------------------------------------------------------------------------
+
+
+class Invariants:
+    """The five invariants, checked on a run's records: the database's jobs, ledger rows and
+    credits used per member (read by the caller from its engine), the simulator's jobs and
+    the fake Discord's messages in ``channels``. bench/failover.py checks with it too."""
+
+    report: Report
+    handles: list[tuple[str, InteractionHandle]]
+    sim: Simulator
+    fake: FakeDiscord
+    channels: list[Any]
+
+    def check_records(
+        self,
+        jobs: dict[int, dict[str, Any]],
+        ledger: dict[int, dict[str, Any]],
+        used: Counter[tuple[int, int]],
+    ) -> None:
+        report = self.report
+        violations = report.violations
+        report.states = Counter(job["state"] for job in jobs.values())
+        report.kinds = Counter(job["kind"] for job in jobs.values())
+        report.answers.update(answer_of(handle) for _, handle in self.handles)
+        for kind, handle in self.handles:
+            first = handle.accepted
+            if first is not None and first.ephemeral:
+                report.refusals[f"{kind}: {(first.content or '')[:90]}"] += 1
+        report.members_used = len({job["user_id"] for job in jobs.values()})
+
+        # 4. PixVerse: each video belongs to exactly one job, each job has at most one.
+        by_trace = {job["trace_id"]: job_id for job_id, job in jobs.items() if job["trace_id"]}
+        videos_of: defaultdict[int, list[Any]] = defaultdict(list)
+        for sim_job in self.sim.jobs.values():
+            report.outcomes[outcome_name(sim_job.outcome)] += 1
+            owner = by_trace.get(sim_job.trace_id)
+            if owner is None:
+                guess = [
+                    job_id
+                    for job_id, job in jobs.items()
+                    if sim_job.params.prompt and sim_job.params.prompt == prompt_of(job)
+                ]
+                violations.append(
+                    f"PixVerse video {sim_job.video_id} (trace {sim_job.trace_id}, prompt "
+                    f"{sim_job.params.prompt[:40]!r}) belongs to no job's trace id: a second "
+                    f"submission? jobs with that prompt: {guess}"
+                )
+                continue
+            videos_of[owner].append(sim_job)
+        for job_id, videos in videos_of.items():
+            if len(videos) > 1:
+                ids = [video.video_id for video in videos]
+                violations.append(
+                    f"job {job_id} was submitted to PixVerse {len(videos)} times: {ids}"
+                )
+
+        # Messages about each job, from the fake Discord.
+        about: defaultdict[int, list[Message]] = defaultdict(list)
+        for channel in self.channels:
+            for message in self.fake.store.by_channel.get(channel.id, []):
+                if message.deleted or message.ephemeral:
+                    continue
+                parsed = job_of(message)
+                if parsed is not None:
+                    about[parsed[0]].append(message)
+        for job_id in sorted(set(about) - set(jobs)):
+            violations.append(f"a message shows job #{job_id}, which the database does not have")
+
+        spent: Counter[tuple[int, int]] = Counter()
+        for job_id, job in sorted(jobs.items()):
+            state = job["state"]
+            videos = videos_of.get(job_id, [])
+            # 1. final, and delivered.
+            if state not in FINAL_STATES:
+                violations.append(f"job {job_id} ({job['kind']}) is not final: {state}")
+                continue
+            if job["delivery_since"] is not None:
+                violations.append(f"job {job_id} is {state} but its delivery is still pending")
+            # 2. what Discord shows.
+            violations.extend(self.check_messages(job, about.get(job_id, [])))
+            # 3. credits.
+            row = ledger.get(job_id)
+            member = (job["guild_id"], job["user_id"])
+            if state == "done":
+                if len(videos) != 1:
+                    violations.append(f"job {job_id} is done with {len(videos)} PixVerse videos")
+                    continue
+                video = videos[0]
+                if job["pixverse_video_id"] != video.video_id:
+                    violations.append(
+                        f"job {job_id} records video {job['pixverse_video_id']}, PixVerse made "
+                        f"{video.video_id} for its trace id"
+                    )
+                if self.sim.status(video.video_id) != SIM_DONE:
+                    violations.append(f"job {job_id} is done but PixVerse's video is not")
+                spent[member] += video.credits
+                if row is None or row["state"] != "committed":
+                    violations.append(
+                        f"job {job_id} is done but its ledger row is "
+                        f"{row['state'] if row else 'missing'}"
+                    )
+                elif row["amount"] != video.credits:
+                    violations.append(
+                        f"job {job_id}: ledger committed {row['amount']}, PixVerse charged "
+                        f"{video.credits}"
+                    )
+            else:
+                if row is not None and row["state"] in ("reserved", "committed"):
+                    violations.append(f"job {job_id} is {state} but its credits are {row['state']}")
+                for video in videos:
+                    charged = video.outcome not in SIM_REFUNDED
+                    if charged and self.sim.status(video.video_id) == SIM_DONE:
+                        violations.append(
+                            f"job {job_id} is {state}, yet PixVerse made and charged its video "
+                            f"{video.video_id}"
+                        )
+        reserved = [job_id for job_id, row in ledger.items() if row["state"] == "reserved"]
+        if reserved:
+            violations.append(f"credits still reserved for jobs {reserved[:20]}")
+        for member in sorted(set(used) | set(spent)):
+            if used[member] != spent[member]:
+                violations.append(
+                    f"member {member[1]}: used {used[member]} credits, their done jobs cost "
+                    f"{spent[member]}"
+                )
+
+    def check_messages(self, job: dict[str, Any], messages: list[Message]) -> list[str]:
+        """What Discord shows for one final job: its status message (or, that gone, a new
+        message mentioning the owner) in the final state; nothing showing another state;
+        a done job's video on exactly one message."""
+        job_id, state, owner = job["id"], job["state"], job["user_id"]
+        problems: list[str] = []
+        label = STATE_LABELS[state]
+        status = None
+        if job["status_message_id"] is not None:
+            status = next((m for m in messages if m.id == job["status_message_id"]), None)
+        if status is None:
+            posted = [
+                m for m in messages if owner in m.current.mention_user_ids and shows(m, label)
+            ]
+            if not posted:
+                where = (
+                    f"status message {job['status_message_id']} is gone"
+                    if job["status_message_id"]
+                    else "it has no status message"
+                )
+                problems.append(
+                    f"job {job_id} is {state}; {where} and no message mentioning its owner "
+                    "shows that"
+                )
+        elif not shows(status, label):
+            problems.append(
+                f"job {job_id} is {state}; its status message {status.id} shows "
+                f"{title_of(status)!r}"
+            )
+        for message in messages:
+            if not shows(message, label):
+                problems.append(
+                    f"job {job_id} is {state}; message {message.id} still shows "
+                    f"{title_of(message)!r}"
+                )
+        if state == "done":
+            results = [m for m in messages if has_result(m, job_id)]
+            if len(results) > 1:
+                problems.append(
+                    f"job {job_id}'s video was delivered {len(results)} times "
+                    f"(messages {[m.id for m in results]})"
+                )
+            for message in messages:
+                if shows(message, label) and not has_result(message, job_id):
+                    problems.append(
+                        f"job {job_id} is done; message {message.id} has neither the video "
+                        f"nor a link (it shows {describe(message)})"
+                    )
+        return problems
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
-class Soak:
+class Soak(Invariants):
     def __init__(self, plan: Plan, work: Path) -> None:
         self.plan = plan
         self.work = work
@@ -681,8 +859,6 @@ class Soak:
     # -- the invariants --------------------------------------------------------------------
 
     def check(self) -> None:
-        report = self.report
-        violations = report.violations
         with contextlib.closing(sqlite3.connect(self.db_path)) as db:
             db.row_factory = sqlite3.Row
             jobs = {row["id"]: dict(row) for row in db.execute("SELECT * FROM jobs")}
@@ -692,160 +868,7 @@ class Soak:
                 "SELECT guild_id, user_id, SUM(used) FROM member_days GROUP BY guild_id, user_id"
             ):
                 used[(row[0], row[1])] += int(row[2])
-        report.states = Counter(job["state"] for job in jobs.values())
-        report.kinds = Counter(job["kind"] for job in jobs.values())
-        report.answers.update(answer_of(handle) for _, handle in self.handles)
-        for kind, handle in self.handles:
-            first = handle.accepted
-            if first is not None and first.ephemeral:
-                report.refusals[f"{kind}: {(first.content or '')[:90]}"] += 1
-        report.members_used = len({job["user_id"] for job in jobs.values()})
-
-        # 4. PixVerse: each video belongs to exactly one job, each job has at most one.
-        by_trace = {job["trace_id"]: job_id for job_id, job in jobs.items() if job["trace_id"]}
-        videos_of: defaultdict[int, list[Any]] = defaultdict(list)
-        for sim_job in self.sim.jobs.values():
-            report.outcomes[outcome_name(sim_job.outcome)] += 1
-            owner = by_trace.get(sim_job.trace_id)
-            if owner is None:
-                guess = [
-                    job_id
-                    for job_id, job in jobs.items()
-                    if sim_job.params.prompt and sim_job.params.prompt == prompt_of(job)
-                ]
-                violations.append(
-                    f"PixVerse video {sim_job.video_id} (trace {sim_job.trace_id}, prompt "
-                    f"{sim_job.params.prompt[:40]!r}) belongs to no job's trace id: a second "
-                    f"submission? jobs with that prompt: {guess}"
-                )
-                continue
-            videos_of[owner].append(sim_job)
-        for job_id, videos in videos_of.items():
-            if len(videos) > 1:
-                ids = [video.video_id for video in videos]
-                violations.append(
-                    f"job {job_id} was submitted to PixVerse {len(videos)} times: {ids}"
-                )
-
-        # Messages about each job, from the fake Discord.
-        about: defaultdict[int, list[Message]] = defaultdict(list)
-        for channel in self.channels:
-            for message in self.fake.store.by_channel.get(channel.id, []):
-                if message.deleted or message.ephemeral:
-                    continue
-                parsed = job_of(message)
-                if parsed is not None:
-                    about[parsed[0]].append(message)
-        for job_id in sorted(set(about) - set(jobs)):
-            violations.append(f"a message shows job #{job_id}, which the database does not have")
-
-        spent: Counter[tuple[int, int]] = Counter()
-        for job_id, job in sorted(jobs.items()):
-            state = job["state"]
-            videos = videos_of.get(job_id, [])
-            # 1. final, and delivered.
-            if state not in FINAL_STATES:
-                violations.append(f"job {job_id} ({job['kind']}) is not final: {state}")
-                continue
-            if job["delivery_since"] is not None:
-                violations.append(f"job {job_id} is {state} but its delivery is still pending")
-            # 2. what Discord shows.
-            violations.extend(self.check_messages(job, about.get(job_id, [])))
-            # 3. credits.
-            row = ledger.get(job_id)
-            member = (job["guild_id"], job["user_id"])
-            if state == "done":
-                if len(videos) != 1:
-                    violations.append(f"job {job_id} is done with {len(videos)} PixVerse videos")
-                    continue
-                video = videos[0]
-                if job["pixverse_video_id"] != video.video_id:
-                    violations.append(
-                        f"job {job_id} records video {job['pixverse_video_id']}, PixVerse made "
-                        f"{video.video_id} for its trace id"
-                    )
-                if self.sim.status(video.video_id) != SIM_DONE:
-                    violations.append(f"job {job_id} is done but PixVerse's video is not")
-                spent[member] += video.credits
-                if row is None or row["state"] != "committed":
-                    violations.append(
-                        f"job {job_id} is done but its ledger row is "
-                        f"{row['state'] if row else 'missing'}"
-                    )
-                elif row["amount"] != video.credits:
-                    violations.append(
-                        f"job {job_id}: ledger committed {row['amount']}, PixVerse charged "
-                        f"{video.credits}"
-                    )
-            else:
-                if row is not None and row["state"] in ("reserved", "committed"):
-                    violations.append(f"job {job_id} is {state} but its credits are {row['state']}")
-                for video in videos:
-                    charged = video.outcome not in SIM_REFUNDED
-                    if charged and self.sim.status(video.video_id) == SIM_DONE:
-                        violations.append(
-                            f"job {job_id} is {state}, yet PixVerse made and charged its video "
-                            f"{video.video_id}"
-                        )
-        reserved = [job_id for job_id, row in ledger.items() if row["state"] == "reserved"]
-        if reserved:
-            violations.append(f"credits still reserved for jobs {reserved[:20]}")
-        for member in sorted(set(used) | set(spent)):
-            if used[member] != spent[member]:
-                violations.append(
-                    f"member {member[1]}: used {used[member]} credits, their done jobs cost "
-                    f"{spent[member]}"
-                )
-
-    def check_messages(self, job: dict[str, Any], messages: list[Message]) -> list[str]:
-        """What Discord shows for one final job: its status message (or, that gone, a new
-        message mentioning the owner) in the final state; nothing showing another state;
-        a done job's video on exactly one message."""
-        job_id, state, owner = job["id"], job["state"], job["user_id"]
-        problems: list[str] = []
-        label = STATE_LABELS[state]
-        status = None
-        if job["status_message_id"] is not None:
-            status = next((m for m in messages if m.id == job["status_message_id"]), None)
-        if status is None:
-            posted = [
-                m for m in messages if owner in m.current.mention_user_ids and shows(m, label)
-            ]
-            if not posted:
-                where = (
-                    f"status message {job['status_message_id']} is gone"
-                    if job["status_message_id"]
-                    else "it has no status message"
-                )
-                problems.append(
-                    f"job {job_id} is {state}; {where} and no message mentioning its owner "
-                    "shows that"
-                )
-        elif not shows(status, label):
-            problems.append(
-                f"job {job_id} is {state}; its status message {status.id} shows "
-                f"{title_of(status)!r}"
-            )
-        for message in messages:
-            if not shows(message, label):
-                problems.append(
-                    f"job {job_id} is {state}; message {message.id} still shows "
-                    f"{title_of(message)!r}"
-                )
-        if state == "done":
-            results = [m for m in messages if has_result(m, job_id)]
-            if len(results) > 1:
-                problems.append(
-                    f"job {job_id}'s video was delivered {len(results)} times "
-                    f"(messages {[m.id for m in results]})"
-                )
-            for message in messages:
-                if shows(message, label) and not has_result(message, job_id):
-                    problems.append(
-                        f"job {job_id} is done; message {message.id} has neither the video "
-                        f"nor a link (it shows {describe(message)})"
-                    )
-        return problems
+        self.check_records(jobs, ledger, used)
 
 
 # -- reading messages ----------------------------------------------------------------------

@@ -208,7 +208,11 @@ class PixBot(commands.Bot):
     async def setup_services(self) -> None:
         """The job services: status messages, the runner, and the intake the cogs use."""
         self.reporter = DiscordStatusReporter(
-            self, view_factory=result_view, min_interval=self._status_interval
+            self,
+            view_factory=result_view,
+            min_interval=self._status_interval,
+            # Other processes share the jobs: a state is shown only while the job is in it.
+            shared=self.store.jobs if self.store.leases is not None else None,
         )
         settings = self.settings
         config = self._runner_config or RunnerConfig(

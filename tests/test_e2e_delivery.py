@@ -11,12 +11,18 @@ message; the job stays "delivering" in the database until one works, also across
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 from conftest import status_text
 
 import bot.ui.status
+from bot.jobs.progress import JobUpdate
 from bot.simulator import SimulatorConfig
 from bot.store.models import JobState
+from bot.ui.buttons import result_view
+from bot.ui.status import DiscordStatusReporter
 
 WEBHOOK_EDIT = r"^/webhooks/\d+/[^/]+/messages/"
 CHANNEL_EDIT = r"^/channels/\d+/messages/\d+$"
@@ -168,3 +174,78 @@ async def test_a_new_message_whose_answer_was_lost_is_not_posted_twice(world):
     posts = [m for m in public_messages(world) if m.files]
     assert len(posts) == 1
     assert posts[0].id == job.status_message_id
+
+
+async def test_a_job_first_seen_before_its_message_was_recorded_is_finished_on_that_message(
+    world,
+):
+    """Several processes: one answers the interaction, another shows the job queued before
+    the message is recorded (its reporter was never primed), then runs and finishes it. The
+    final edit goes to the status message once the job row names it, not to a new message."""
+    bot = await world.start_bot()
+    handle, job = await start_job(world)
+    stored = await world.job_final(job.id)
+    posts = len(public_messages(world))
+    # The other process's reporter: it saw the job before the status message was recorded.
+    other = DiscordStatusReporter(bot, view_factory=result_view, min_interval=0.05)
+    unknown = replace(stored, status_message_id=None, status_channel_id=None)
+    await other.show(JobUpdate.of(unknown, JobState.QUEUED, simulated=True, queue_position=1))
+    final = JobUpdate.of(stored, JobState.FAILED, simulated=True, error="stopped", refunded=True)
+    target = await other.show(final)
+    await other.close()
+    assert target is not None and target.message_id == handle.original.id
+    assert "Failed" in status_text(handle.original)
+    assert len(public_messages(world)) == posts  # no new message
+
+
+class Shared:
+    """The database's answers a reporter gets when other processes run jobs too: whether
+    a job is still queued (one answer per question, in order), and what it marked to be
+    shown again."""
+
+    def __init__(self, *queued: bool) -> None:
+        self.queued = list(queued)
+        self.reshown: list[int] = []
+
+    async def in_state(self, job_id: int, state: JobState) -> bool:
+        return self.queued.pop(0)
+
+    async def reshow_final(self, job_id: int) -> bool:
+        self.reshown.append(job_id)
+        return True
+
+
+async def show_queued(world, shared: Shared, state: JobState = JobState.QUEUED) -> str:
+    """Another process's reporter shows the finished job of ``world`` as queued (or in
+    ``state``); what the status message shows after."""
+    bot = world.bot
+    handle, job = await start_job(world)
+    stored = await world.job_final(job.id)
+    await world.until(lambda: "Done" in status_text(handle.original))
+    other = DiscordStatusReporter(bot, view_factory=result_view, min_interval=0.05, shared=shared)
+    extra = {"queue_position": 3} if state is JobState.QUEUED else {"elapsed": 12.0}
+    await other.show(JobUpdate.of(stored, state, simulated=True, **extra))
+    await world.until(lambda: not shared.queued, timeout=5)
+    await asyncio.sleep(0.2)
+    await other.close()
+    return status_text(handle.original)
+
+
+@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.GENERATING])
+async def test_a_state_the_job_left_is_not_shown(world, state):
+    """Queued: another process claimed the job; generating: another cancelled it."""
+    await world.start_bot()
+    shared = Shared(False)  # it moved on (and finished) by the time the edit would go
+    shown = await show_queued(world, shared, state)
+    assert "Done" in shown and "Queued" not in shown and "Generating" not in shown
+    assert shared.reshown == []
+
+
+async def test_a_place_in_line_that_landed_after_the_claim_gets_the_final_state_shown_again(
+    world,
+):
+    await world.start_bot()
+    shared = Shared(True, False)  # queued when the edit left, claimed when it landed
+    shown = await show_queued(world, shared)
+    assert "Queued" in shown  # the stale edit landed...
+    assert shared.reshown == [(await world.latest_job()).id]  # ...so shown again

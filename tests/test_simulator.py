@@ -493,6 +493,27 @@ async def test_concurrency_limit_gives_500044_until_a_job_ends(api: Api):
     assert err(await api.generate("img", i2v(img_id))) == 0
 
 
+def test_the_most_jobs_generating_at_once_is_recorded():
+    now = [1000.0]
+    state = SimState(SimulatorConfig(gen_time=10, max_concurrent=50), clock=lambda: now[0])
+    image = state.upload_image(KEY, png())
+
+    def submit(n: int) -> None:
+        state.submit(KEY, state.parse(Kind.IMAGE, i2v(image.id)), f"trace-{n}")
+
+    assert state.peak_generating == 0
+    for n in range(3):
+        submit(n)
+    assert state.peak_generating == 3
+    now[0] += 11  # all three done
+    submit(3)
+    submit(4)
+    assert state.peak_generating == 3  # two at once now; the peak stays
+    for n in range(5, 7):
+        submit(n)
+    assert state.peak_generating == 4
+
+
 async def test_concurrency_is_counted_per_key(api: Api):
     api.sim.config.max_concurrent = 1
     api.sim.config.gen_time = 60

@@ -196,6 +196,28 @@ async def test_finish_done_commits_once(store: Store) -> None:
     assert (quota.used_today, quota.reserved) == (45, 0)
 
 
+async def test_a_final_state_shown_is_marked_to_be_shown_again(store: Store) -> None:
+    """``reshow_final``: only a finished job already shown goes back to delivering, with
+    its lease lapsed so that any process's next pass delivers it."""
+    job = await create(store, ALICE)
+    assert await store.jobs.in_state(job.id, JobState.QUEUED)
+    assert not await store.jobs.reshow_final(job.id)  # queued: nothing to show again
+    await store.queue.claim_next()
+    assert not await store.jobs.in_state(job.id, JobState.QUEUED)
+    assert await store.jobs.in_state(job.id, JobState.UPLOADING)
+    assert not await store.jobs.reshow_final(job.id)  # running: its runner shows it
+    await store.jobs.finish_done(job.id, "https://x/1.mp4")
+    assert not await store.jobs.reshow_final(job.id)  # its final state is on its way
+    assert await store.jobs.delivered(job.id)
+    assert await store.jobs.reshow_final(job.id)
+    stored = await store.jobs.get(job.id)
+    assert stored is not None and stored.state == "done" and stored.delivery_since is not None
+    row = await store.db.fetch_one("SELECT lease_until FROM jobs WHERE id = ?", (job.id,))
+    assert row is not None and row[0] == 0
+    assert [j.id for j in await store.jobs.pending_deliveries()] == [job.id]
+    assert not await store.jobs.in_state(10**9, JobState.QUEUED)
+
+
 async def test_finish_failed_releases_once(store: Store) -> None:
     job = await create(store, ALICE)
     await store.jobs.transition(job.id, "queued", "uploading")

@@ -91,6 +91,17 @@ class FinalDelivery:
     def pending(self) -> int:
         return len(self._tasks)
 
+    @property
+    def jobs(self) -> set[int]:
+        """The jobs being delivered."""
+        return set(self._tasks)
+
+    def drop(self, job_id: int) -> None:
+        """Stop delivering one job (another process delivers it now)."""
+        task = self._tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+
     async def stop(self) -> None:
         """Stop trying; the marks stay in the database, so the next start goes on."""
         self._stopping = True

@@ -247,20 +247,26 @@ class JobRunner:
         stats = await self._jobs.stats()
         for key, seconds in stats.avg_generation_seconds.items():
             self._estimator.record(key, seconds)
-        resumed = 0
-        for job in await self._jobs.unfinished():
-            if job.state in (JobState.UPLOADING, JobState.SUBMITTED):
-                self._launch(job)
-                resumed += 1
-            elif job.state is JobState.GENERATING:
-                self._track(job)
-                resumed += 1
-        if resumed:
-            log.info("Resumed %d unfinished job(s)", resumed)
-        delivering = await self._delivery.resume()
-        if delivering:
-            log.info("Delivering %d finished job(s) not yet shown", delivering)
-        self._services = [
+        self._services = []
+        if self._store.leases is not None:
+            # Other processes share the jobs: only those whose lease lapsed are this one's.
+            await self._lease_pass()
+            self._services.append(asyncio.create_task(self._lease_loop(), name="runner-leases"))
+        else:
+            resumed = 0
+            for job in await self._jobs.unfinished():
+                if job.state in (JobState.UPLOADING, JobState.SUBMITTED):
+                    self._launch(job)
+                    resumed += 1
+                elif job.state is JobState.GENERATING:
+                    self._track(job)
+                    resumed += 1
+            if resumed:
+                log.info("Resumed %d unfinished job(s)", resumed)
+            delivering = await self._delivery.resume()
+            if delivering:
+                log.info("Delivering %d finished job(s) not yet shown", delivering)
+        self._services += [
             asyncio.create_task(self._dispatch_loop(), name="runner-dispatch"),
             asyncio.create_task(self._scheduler.run(), name="runner-poll"),
         ]
@@ -282,6 +288,14 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._services.clear()
         self._budget.close()
+        if self._store.leases is not None:
+            # Every state is persisted: the other processes may take these jobs at once.
+            try:
+                handed = await self._store.leases.hand_over()
+            except StorageUnavailable:
+                handed = 0
+            if handed:
+                log.info("Handed %d job(s) over to the other processes", handed)
 
     def wake(self, *, queue_changed: bool = True) -> None:
         """A job was queued, cancelled or finished: look at the queue again.
@@ -312,6 +326,53 @@ class JobRunner:
 
     def estimate(self, job: Job) -> float:
         return self._estimator.estimate(_key(job))
+
+    # -- several processes (bot/store/leases.py) --------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        leases = self._store.leases
+        assert leases is not None
+        while not self._stopping:
+            await asyncio.sleep(leases.terms.seconds / 3)
+            try:
+                await self._lease_pass()
+            except StorageUnavailable:
+                pass  # the store reported it; the leases lapse and another process goes on
+            except Exception:
+                log.exception("Lease pass failed; retrying shortly")
+
+    async def _lease_pass(self) -> None:
+        """Say this process lives, share the request rate among those alive, renew the
+        leases of the jobs it runs (letting go of those another process ended or took), and
+        take over the jobs whose process died."""
+        leases = self._store.leases
+        assert leases is not None
+        alive = await leases.heartbeat()
+        self._budget.set_rate(self._config.requests_per_second / alive)
+        held = {*self._starting, *self._generating, *self._delivery.jobs}
+        for job_id in await leases.renew(held):
+            self._let_go(job_id)
+        for job in await leases.take_over():
+            if job.id in self._starting or job.id in self._generating:
+                continue  # its own, renewed late
+            log.info("Took over job %d (%s): its lease lapsed", job.id, job.state.value)
+            if job.delivery_since is not None and job.is_final:
+                self._delivery.deliver(job)
+            elif job.state in (JobState.UPLOADING, JobState.SUBMITTED):
+                self._launch(job)
+            elif job.state is JobState.GENERATING:
+                self._track(job)
+                # Its webhook may have come and gone while no process held it: ask now.
+                self._scheduler.retry_later(job.id, 0.0)
+
+    def _let_go(self, job_id: int) -> None:
+        """Another process owns this job now: stop running and delivering it here."""
+        log.info("Job %d: another process owns it now; letting go", job_id)
+        self._untrack(job_id, finished=False)
+        task = self._starting.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+        self._delivery.drop(job_id)
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -348,9 +409,13 @@ class JobRunner:
             and self._monotonic() >= self._busy_until
             and not self._pause.active
         ):
-            job = await self._store.queue.claim_next()
+            # Several processes: the bot-wide limit, counted in the database.
+            shared = self._config.max_active if self._store.leases is not None else None
+            job = await self._store.queue.claim_next(max_active=shared)
             if job is None:
-                return True
+                # Bot-wide, nothing claimed may mean other processes fill the limit: then a
+                # slot freed here must look at the queue again.
+                return shared is None
             self._launch(job)
         return False
 

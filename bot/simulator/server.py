@@ -304,6 +304,11 @@ class Simulator:
         return self.state.jobs
 
     @property
+    def peak_generating(self) -> int:
+        """The most jobs one account had generating at once so far."""
+        return self.state.peak_generating
+
+    @property
     def uploads(self) -> dict[int, Upload]:
         return self.state.uploads
 

@@ -215,6 +215,9 @@ class SimState:
         self._timing_rng = random.Random(None if seed is None else f"{seed}:gen-time")
         self._webhook_rng = random.Random(None if seed is None else f"{seed}:webhooks")
         self.webhooks: list[WebhookRecord] = []  # every webhook attempt, in send order
+        # The most jobs one account had generating at once (what ``max_concurrent`` limits),
+        # counted at each submit: a count can only grow when a job starts.
+        self.peak_generating = 0
         # Called with a job when it starts or its end moves (finish_now, force_status).
         self.listeners: list[Callable[[Job], None]] = []
         self._video_ids = itertools.count(VIDEO_ID_BASE + 1)
@@ -442,6 +445,7 @@ class SimState:
         self.jobs[job.video_id] = job
         self._media[file_name] = job.video_id
         account.open_jobs.add(job.video_id)
+        self.peak_generating = max(self.peak_generating, self.generating(account))
         self._changed(job)
         return job
 

@@ -588,6 +588,26 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
+    async def in_state(self, job_id: int, state: JobState) -> bool:
+        """Whether the job is (still) in ``state``."""
+        row = await self._db.fetch_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return row is not None and row[0] == JobState(state).value
+
+    async def reshow_final(self, job_id: int) -> bool:
+        """Show a finished job's final state again: a process edited its status message
+        with a state the job has left (queued, while another process claimed it; running,
+        while another cancelled it), and the edit may have landed after the final one. The
+        job is marked delivering with its lease lapsed, so the next lease pass of any
+        process delivers it again (bot/store/leases.py). False when it is not finished and
+        shown (whoever runs it shows the truth next)."""
+        result = await self._db.execute(
+            "UPDATE jobs SET delivery_since = ?, lease_until = 0"
+            " WHERE id = ? AND state IN ('done', 'failed', 'cancelled')"
+            " AND delivery_since IS NULL",
+            (self._now(), job_id),
+        )
+        return result.rowcount == 1
+
     async def delivered(
         self, job_id: int, *, channel_id: int | None = None, message_id: int | None = None
     ) -> bool:

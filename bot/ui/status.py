@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import discord
@@ -53,6 +53,16 @@ PROGRESS_TIMEOUT = 10.0
 FINAL_TIMEOUT = 30.0
 
 ViewFactory = Callable[[JobUpdate], discord.ui.View | None]
+
+
+class SharedJobs(Protocol):
+    """What the reporter asks the database when other processes run jobs too
+    (``JobStore``): any process may show a queued job's place in line while another claims,
+    finishes and shows it; a process may cancel a job another runs."""
+
+    async def in_state(self, job_id: int, state: JobState) -> bool: ...
+
+    async def reshow_final(self, job_id: int) -> bool: ...
 
 
 @dataclass
@@ -89,8 +99,10 @@ class DiscordStatusReporter:
         pacer: DiscordPacer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        shared: SharedJobs | None = None,
     ) -> None:
         self._bot = bot
+        self._shared = shared
         self._view_factory = view_factory
         self._min_interval = min_interval
         self._pacer = pacer or DiscordPacer(clock=clock)
@@ -113,6 +125,10 @@ class DiscordStatusReporter:
         if slot is None:
             # The message was (most likely) just shown: its creation counts as an edit.
             slot = self._slots[update.job_id] = _Slot(update.target, last_edit=self._clock())
+        elif slot.target.message_id is None and update.target.message_id is not None:
+            # Seen before its message was recorded (another process answered the interaction
+            # and showed it; nothing primed this slot): the message is known now.
+            slot.target = update.target
         if update.job_id in self._finished and not update.final:
             return None
         if update.final:
@@ -195,6 +211,11 @@ class DiscordStatusReporter:
         async with pick.lock:
             if pick.gone or update.job_id in self._finished:
                 return
+            # Another process may have claimed (or cancelled) the job since: it no longer
+            # shows this state, and another process may have shown its final one.
+            shared = self._shared
+            if shared is not None and not await shared.in_state(update.job_id, update.state):
+                return
             try:
                 async with asyncio.timeout(PROGRESS_TIMEOUT):
                     await self._edit(pick, update, rendered, with_view=False)
@@ -202,6 +223,11 @@ class DiscordStatusReporter:
                 pick.gone = True
             except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("Job %d: status edit failed: %s", update.job_id, exc)
+            if shared is not None and not await shared.in_state(update.job_id, update.state):
+                # It moved on while the edit was on its way (discord.py waits out rate
+                # limits): the edit may have landed after another process's final one.
+                if await shared.reshow_final(update.job_id):
+                    log.info("Job %d: its final state is shown again", update.job_id)
 
     # -- the final edit ----------------------------------------------------------------------
 
