@@ -317,10 +317,10 @@ ALTER TABLE jobs ADD COLUMN has_audio INTEGER CHECK (has_audio IN (0, 1));
 #   delivering it) and until when its claim holds; the owner renews it while it lives, and
 #   another process takes the job over once it lapsed. NULL on a single process.
 # * runners: each process's heartbeat, so the processes alive share the PixVerse request rate.
-_V13 = f"""
+_V13 = """
 ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE jobs ADD COLUMN lease_until REAL;
-CREATE INDEX ix_jobs_owner ON jobs (owner) WHERE state IN {_ACTIVE} OR delivery_since IS NOT NULL;
+CREATE INDEX ix_jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
 
 CREATE TABLE runners (
     id           TEXT PRIMARY KEY,
