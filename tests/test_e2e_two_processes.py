@@ -13,10 +13,13 @@ import dataclasses
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import FAST_RUNNER, png_bytes, status_text
 from fakediscord import permissions
+from test_webhook import SECRET, free_port, signed
 
+from bot.jobs.schedule import PollSchedule
 from bot.simulator import Simulator
 from bot.store import JobState
 
@@ -107,7 +110,7 @@ async def test_a_moderators_cancel_in_one_process_stops_the_job_the_other_runs(
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.jobs.runner")
     place = place_on(world.fake, 1)
-    a, b = await two_bots(world, pixverse, pg_url)
+    _, b = await two_bots(world, pixverse, pg_url)
     pixverse.config.gen_time = 6.0
 
     handle = await world.fake.invoke(
@@ -140,3 +143,51 @@ async def test_a_moderators_cancel_in_one_process_stops_the_job_the_other_runs(
     assert (await b.store.jobs.get(job.id)).state is JobState.CANCELLED
     quota = await b.store.ledger.quota(place.guild.id, place.member.id)
     assert quota.used_today == 0 and quota.reserved == 0
+
+
+async def test_a_webhook_that_lands_on_the_other_process_finishes_the_job_at_once(
+    world: Any, pixverse: Simulator, pg_url: str
+) -> None:
+    """PixVerse calls whichever process its webhook address reaches: B passes the call on
+    (PostgreSQL NOTIFY) to A, which runs the job and polls it only every minute."""
+    place = place_on(world.fake, 1)
+    slow_polls = dataclasses.replace(
+        FAST_RUNNER,
+        schedule=PollSchedule(first_delay=60, min_delay=60, steady_delay=60, late_delay=60),
+        default_estimate=300,
+        webhooks=True,
+    )
+    common = {
+        "shard_count": 2,
+        "dev_guild_id": None,
+        "identify_wait": 0,
+        "database_url": pg_url,
+        "job_lease_seconds": 3,
+        "pixverse": pixverse,
+        "pixverse_webhook_secret": SECRET,
+        "webhook_host": "127.0.0.1",
+    }
+    a = await world.start_bot(shard_ids=[0], runner=slow_polls, webhook_port=free_port(), **common)
+    port_b = free_port()
+    b = await world.start_bot(shard_ids=[1], runner=RUNS_NOTHING, webhook_port=port_b, **common)
+    pixverse.config.gen_time = 300
+
+    handle = await world.fake.invoke(
+        "video",
+        user=place.member,
+        channel=place.channel,
+        options={"prompt": "a cat called by webhook"},
+        attachments={"image": ("cat.png", png_bytes(), "image/png")},
+    )
+    await handle.response(timeout=5)
+    [job] = await b.store.jobs.list_for_user(place.guild.id, place.member.id, limit=5, offset=0)
+    async with asyncio.timeout(10):
+        while (job := await a.store.jobs.get(job.id)).pixverse_video_id is None:
+            await asyncio.sleep(0.05)
+    pixverse.finish_now(job.pixverse_video_id)
+    data, headers = signed({"id": job.pixverse_video_id, "status": 1})
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port_b}/", data=data, headers=headers) as r:
+            assert r.status == 200
+    done = await final(a, job.id, timeout=10)  # long before A's next poll, a minute away
+    assert done.state is JobState.DONE

@@ -86,6 +86,9 @@ UNANSWERED_WAITING = (
     "(never charged twice)"
 )
 
+# PostgreSQL NOTIFY channel on which a process passes on webhooks of jobs another one runs.
+RELAY_CHANNEL = "pixbot_webhooks"
+
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
@@ -238,6 +241,8 @@ class JobRunner:
             clock=clock,
         )
         self._unanswered: dict[int, int] = {}  # job id -> rounds its submit went unanswered
+        self._relays: set[asyncio.Task[None]] = set()  # webhooks passed on to other processes
+        self._listening = False
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -248,6 +253,9 @@ class JobRunner:
         for key, seconds in stats.avg_generation_seconds.items():
             self._estimator.record(key, seconds)
         self._services = []
+        if self._store.leases is not None and not self._listening:
+            # Webhooks land on any process; each passes on those of jobs it does not run.
+            self._listening = await self._store.db.listen(RELAY_CHANNEL, self._relayed)
         if self._store.leases is not None:
             # Other processes share the jobs: only those whose lease lapsed are this one's.
             await self._lease_pass()
@@ -304,11 +312,32 @@ class JobRunner:
             self._queue_changed = True
         self._wake.set()
 
-    def result_ready(self, video_id: int) -> None:
-        """PixVerse says (by webhook) a video changed: check its job now, not at its turn."""
+    def result_ready(self, video_id: int, *, relayed: bool = False) -> None:
+        """PixVerse says (by webhook) a video changed: check its job now, not at its turn.
+        With other processes, a webhook for a job another one runs is passed on to them."""
         job_id = self._by_video.get(video_id)
-        if job_id is None or not self._scheduler.webhook(job_id):
-            log.debug("Webhook for video %d, which no job of ours is waiting for", video_id)
+        if job_id is not None and self._scheduler.webhook(job_id):
+            return
+        if job_id is None and self._store.leases is not None and not relayed:
+            task = asyncio.create_task(self._relay(video_id), name=f"relay-{video_id}")
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
+            return
+        log.debug("Webhook for video %d, which no job of ours is waiting for", video_id)
+
+    async def _relay(self, video_id: int) -> None:
+        try:
+            await self._store.db.notify(RELAY_CHANNEL, str(video_id))
+        except Exception:
+            # Its job's own process finds the result by polling.
+            log.warning("Could not pass the webhook of video %d on", video_id, exc_info=True)
+
+    def _relayed(self, payload: str) -> None:
+        try:
+            video_id = int(payload)
+        except ValueError:
+            return
+        self.result_ready(video_id, relayed=True)
 
     @property
     def active(self) -> int:

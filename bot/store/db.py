@@ -572,6 +572,21 @@ class Database:
         """One statement in its own (group-committed) write transaction."""
         return await self.write(lambda conn: _exec(conn, sql, params))
 
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> bool:
+        """Hear what any process sharing this database ``notify``s on ``channel``; False
+        when the engine has no such thing (SQLite: one process, nobody else to hear)."""
+        listen = getattr(self.engine, "listen", None)
+        if listen is None:
+            return False
+        await listen(channel, callback)
+        return True
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on ``channel`` (see ``listen``)."""
+        notify = getattr(self.engine, "notify", None)
+        if notify is not None:
+            await notify(channel, payload)
+
     async def get_meta(self, key: str) -> str | None:
         row = await self.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row[0])

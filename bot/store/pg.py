@@ -276,7 +276,11 @@ class PostgresEngine:
 
     def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
         self.where: Path | str = redacted(url)
+        self._url = url
         self._loop = loop
+        # LISTEN/NOTIFY between processes, on the bot's own loop (bot/jobs/runner.py relays
+        # webhooks of jobs another process runs).
+        self._listener: asyncpg.Connection | None = None
         self._writer = _Workers(url, 1, "pg-write")
         self._readers = _Workers(url, READERS, "pg-read")
 
@@ -314,10 +318,31 @@ class PostgresEngine:
     def fault(self, exc: BaseException) -> StorageUnavailable | None:
         return pg_fault(exc, str(self.where))
 
+    async def _listening(self) -> asyncpg.Connection:
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await _connect(self._url)
+        return self._listener
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(payload)`` on the bot's loop for each NOTIFY on ``channel``, from
+        any process (this one included)."""
+        conn = await self._listening()
+
+        def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            callback(payload)
+
+        await conn.add_listener(channel, heard)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        conn = await self._listening()
+        await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
     async def optimize(self) -> None:
         return None  # PostgreSQL's autovacuum keeps the planner's statistics
 
     async def close(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close(timeout=5)
         # Waits for a statement in flight (bounded by STATEMENT_TIMEOUT), then closes each
         # thread's connection.
         await asyncio.to_thread(self._writer.close)
