@@ -69,6 +69,12 @@ VETTED = {
     ("bot/store/db.py", "sql"): "the Database wrappers: their callers' SQL is checked",
     ("bot/store/migrations.py", "statement"): "split from MIGRATIONS, constant DDL",
     ("bot/store/pg.py", "ddl"): "MIGRATIONS' constant DDL in PostgreSQL's words",
+    ("bot/store/jobs.py", "owning"): (
+        "_owning: a constant SET clause; the owner and its lease are parameters"
+    ),
+    ("bot/store/move.py", "table"): (
+        "migrate-to-postgres: table names read from the bot's own SQLite schema, quoted"
+    ),
 }
 _CONSTANT = re.compile(r"^_?[A-Z][A-Z0-9_]*$")
 _NUMERIC = frozenset({"int", "float", "len"})
