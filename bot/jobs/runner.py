@@ -93,6 +93,8 @@ class RunnerConfig:
     # PixVerse documents no request-rate limit; PIXVERSE_REQUESTS_PER_SECOND keeps us polite.
     requests_per_second: float = 20.0
     request_burst: int = 20
+    # Requests waiting for the budget go out this many seconds' worth at a time.
+    request_quantum: float = 0.05
     poll_concurrency: int = 16
     webhooks: bool = False  # PixVerse's webhooks are received: polls are only the fallback
     progress_every: float = 5.0  # seconds of generation between progress reports
@@ -200,7 +202,11 @@ class JobRunner:
         self._queue_empty = False
         self._queue_changed = True
         self._services: list[asyncio.Task[None]] = []
-        self._budget = RequestBudget(self._config.requests_per_second, self._config.request_burst)
+        self._budget = RequestBudget(
+            self._config.requests_per_second,
+            self._config.request_burst,
+            quantum=self._config.request_quantum,
+        )
         self._estimator = Estimator(default=self._config.default_estimate)
         self._scheduler = PollScheduler(
             self._poll,
