@@ -77,6 +77,7 @@ from bot.store.models import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CLAIM_BATCH = 50  # queued jobs claimed in one transaction at most
 QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
 PAUSE_TOLD = 1000  # queued jobs told of a pause for credits, first in line first
 RETRY_WAITING = "PixVerse is not answering well right now; trying again shortly"
@@ -342,10 +343,14 @@ class JobRunner:
             and self._monotonic() >= self._busy_until
             and not self._pause.active
         ):
-            job = await self._store.queue.claim_next()
-            if job is None:
+            # The free slots in one claim (one thread hop), not one claim per slot and an
+            # empty one to learn that the queue ran dry.
+            wanted = min(self._config.max_active - self.active, CLAIM_BATCH)
+            jobs = await self._store.queue.claim_many(wanted)
+            for job in jobs:
+                self._launch(job)
+            if len(jobs) < wanted:
                 return True
-            self._launch(job)
         return False
 
     async def _show_queue(self) -> None:

@@ -91,23 +91,45 @@ class FairQueue:
         state: JobState = JobState.UPLOADING,
     ) -> Job | None:
         """Pick the next job and move it out of the queue (started_at = now) atomically."""
+        jobs = await self.claim_many(1, exclude_users=exclude_users, state=state)
+        return jobs[0] if jobs else None
+
+    async def claim_many(
+        self,
+        limit: int,
+        *,
+        exclude_users: Iterable[int] = (),
+        state: JobState = JobState.UPLOADING,
+    ) -> list[Job]:
+        """Up to ``limit`` jobs, claimed as ``claim_next`` would one after another, in one
+        transaction (one thread hop); fewer than ``limit`` when no more can start."""
         now, exclude = self._now(), role_json(exclude_users)
         if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
             raise ValueError(f"cannot claim a job into {state}")
 
-        def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            # The same order as _fair_order's first pick, in one statement, so two claims
-            # can never hand out the same job.
-            return conn.execute(
-                "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
-                f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-                f" ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1)"
-                " RETURNING *",
-                {"state": JobState(state).value, "now": now, "exclude": exclude},
-            ).fetchone()
+        def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = []
+            while len(rows) < limit:
+                # The same order as _fair_order's first pick, in one statement, so two
+                # claims can never hand out the same job. Each claim of a batch starts a
+                # microsecond after the one before, as if claimed one by one.
+                row = conn.execute(
+                    "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
+                    f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND"
+                    f" {_NOT_EXCLUDED} ORDER BY {_LAST_START}, j.created_at, j.id LIMIT 1)"
+                    " RETURNING *",
+                    {
+                        "state": JobState(state).value,
+                        "now": now + len(rows) * 1e-6,
+                        "exclude": exclude,
+                    },
+                ).fetchone()
+                if row is None:
+                    break
+                rows.append(row)
+            return rows
 
-        row = await self._db.write(claim)
-        return None if row is None else Job.from_row(row)
+        return [Job.from_row(row) for row in await self._db.write(claim)]
 
     async def next_fair_batch(self, limit: int, *, exclude_users: Iterable[int] = ()) -> list[Job]:
         """The next ``limit`` jobs to start, in order, members taking turns."""
