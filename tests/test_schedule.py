@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -67,6 +68,28 @@ async def test_budget_holds_its_rate(rate):
     async with asyncio.timeout(5):
         await asyncio.gather(*(budget.acquire(Lane.POLL) for _ in range(11)))
     assert loop.time() - started >= 10 / rate * 0.9
+    budget.close()
+
+
+async def test_budget_lets_waiting_requests_through_a_quantum_at_a_time():
+    # 100/s with a 50 ms quantum: waiting requests go out five at once (one wake-up of
+    # the process for five), every 50 ms, so the rate still holds.
+    budget = RequestBudget(rate=100, burst=10, quantum=0.05)
+    for _ in range(10):
+        await budget.acquire(Lane.POLL)  # the bucket is now empty
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    served: list[float] = []
+
+    async def take() -> None:
+        await budget.acquire(Lane.POLL)
+        served.append(loop.time())
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(take() for _ in range(20)))
+    assert served[-1] - started >= 20 / 100 * 0.9
+    groups = 1 + sum(1 for a, b in itertools.pairwise(served) if b - a > 0.005)
+    assert groups <= 5  # four or five groups, not twenty
     budget.close()
 
 

@@ -360,6 +360,24 @@ async def test_queue_positions_match_the_order_jobs_start_in(
     assert claimed == predicted
 
 
+async def test_claim_many_claims_as_one_by_one_claims_would(store: Store, clock: FakeClock) -> None:
+    # The dispatcher claims every free slot in one transaction: the jobs, and their order,
+    # are those of claims one at a time, members taking turns within the batch too.
+    rng = random.Random(11)
+    users = list(range(30, 38))
+    for _ in range(24):
+        await create(store, rng.choice(users), daily=10_000, max_jobs=50)
+        clock.advance(seconds=rng.choice([0, 1]))
+    predicted = [job.id for job in await store.queue.next_fair_batch(100)]
+    first = await store.queue.claim_many(10)
+    clock.advance(seconds=1)
+    rest = await store.queue.claim_many(50)
+    assert len(first) == 10 and len(rest) == 14  # fewer than asked: the queue ran dry
+    assert [job.id for job in first + rest] == predicted
+    assert all(job.state is JobState.UPLOADING for job in first + rest)
+    assert await store.queue.claim_many(5) == []
+
+
 async def test_waiting_retries_and_excluded_members_are_skipped(
     store: Store, clock: FakeClock
 ) -> None:

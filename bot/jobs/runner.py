@@ -78,6 +78,7 @@ from bot.store.models import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CLAIM_BATCH = 50  # queued jobs claimed in one transaction at most
 QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
 PAUSE_TOLD = 1000  # queued jobs told of a pause for credits, first in line first
 RETRY_WAITING = "PixVerse is not answering well right now; trying again shortly"
@@ -97,6 +98,8 @@ class RunnerConfig:
     # PixVerse documents no request-rate limit; PIXVERSE_REQUESTS_PER_SECOND keeps us polite.
     requests_per_second: float = 20.0
     request_burst: int = 20
+    # Requests waiting for the budget go out this many seconds' worth at a time.
+    request_quantum: float = 0.05
     poll_concurrency: int = 16
     webhooks: bool = False  # PixVerse's webhooks are received: polls are only the fallback
     progress_every: float = 5.0  # seconds of generation between progress reports
@@ -210,7 +213,11 @@ class JobRunner:
         self._queue_empty = False
         self._queue_changed = True
         self._services: list[asyncio.Task[None]] = []
-        self._budget = RequestBudget(self._config.requests_per_second, self._config.request_burst)
+        self._budget = RequestBudget(
+            self._config.requests_per_second,
+            self._config.request_burst,
+            quantum=self._config.request_quantum,
+        )
         self._estimator = Estimator(default=self._config.default_estimate)
         self._scheduler = PollScheduler(
             self._poll,
@@ -438,14 +445,18 @@ class JobRunner:
             and self._monotonic() >= self._busy_until
             and not self._pause.active
         ):
-            # Several processes: the bot-wide limit, counted in the database.
+            # The free slots in one claim (one thread hop), not one claim per slot and an
+            # empty one to learn that the queue ran dry. Several processes: the bot-wide
+            # limit is counted in the database as well.
             shared = self._config.max_active if self._store.leases is not None else None
-            job = await self._store.queue.claim_next(max_active=shared)
-            if job is None:
-                # Bot-wide, nothing claimed may mean other processes fill the limit: then a
+            wanted = min(self._config.max_active - self.active, CLAIM_BATCH)
+            jobs = await self._store.queue.claim_many(wanted, max_active=shared)
+            for job in jobs:
+                self._launch(job)
+            if len(jobs) < wanted:
+                # Bot-wide, a short claim may mean other processes fill the limit: then a
                 # slot freed here must look at the queue again.
                 return shared is None
-            self._launch(job)
         return False
 
     async def _show_queue(self) -> None:

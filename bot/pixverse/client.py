@@ -26,11 +26,11 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from json import loads as json_loads
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import yarl
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bot.pixverse.errors import (
     TransientError,
@@ -117,8 +117,12 @@ class PixVerseClient:
         # sock_read runs from the end of the request body to the first byte of the answer,
         # then between reads: a hung server fails in ``read_timeout``, while a large upload
         # or download that keeps moving is only bounded by the total.
+        # A read limit no shorter than the total one could never fire first: left out, it
+        # spares aiohttp a timer per answer (and one more per chunk read).
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout, sock_connect=connect_timeout, sock_read=read_timeout
+            total=timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout if read_timeout < timeout else None,
         )
         self._upload_timeout = aiohttp.ClientTimeout(
             total=upload_timeout, sock_connect=connect_timeout, sock_read=read_timeout
@@ -253,8 +257,10 @@ class PixVerseClient:
             async with self._session.request(
                 method, url, headers=headers, json=json, data=data, params=query, timeout=timeout
             ) as response:
-                payload = await _read_json(response)
-                return _unwrap(response, payload, model)
+                body = await response.read()
+                if response.status < 300 and (answer := _answer(body, model)) is not None:
+                    return answer
+                return _unwrap(response, _json(body), model)
 
         return await self._with_retries(f"{method} {path}", attempt, endpoint or path)
 
@@ -315,14 +321,38 @@ class PixVerseClient:
         return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
 
 
-async def _read_json(response: aiohttp.ClientResponse) -> Any:
+def _json(body: bytes) -> Any:
     # The bytes straight to the parser: JSON is UTF-8, and decoding to text first costs a
     # copy on every poll. Undecodable bytes are a ValueError too: no envelope.
-    body = await response.read()
     try:
         return json_loads(body)
     except ValueError:
         return None
+
+
+_ANSWERS: dict[type[BaseModel], type[BaseModel]] = {}
+
+
+def _answer(body: bytes, model: type[ResponseT]) -> ResponseT | None:
+    """The usual answer -- a 2xx whose envelope has ErrCode 0 and a ``Resp`` that is a valid
+    ``model`` -- validated from the bytes in one pass (a poll's commonest case); None for
+    anything else, which ``_unwrap`` then reads the long way and judges."""
+    answer = _ANSWERS.get(model)
+    if answer is None:
+        answer = _ANSWERS[model] = create_model(
+            f"{model.__name__}Answer",
+            __config__=ConfigDict(extra="ignore"),
+            err_code=(int, Field(alias="ErrCode")),
+            err_msg=(str, Field(default="", alias="ErrMsg")),
+            resp=(model, Field(alias="Resp")),
+        )
+    try:
+        parsed = answer.model_validate_json(body)
+    except ValidationError:
+        return None
+    if getattr(parsed, "err_code", None) != 0:
+        return None
+    return cast("ResponseT", getattr(parsed, "resp", None))
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:

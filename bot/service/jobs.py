@@ -285,11 +285,14 @@ class JobService:
             self._observer.finished(job, JobState.CANCELLED, outcome.refunded)
 
     async def shown(self, job_id: int, channel_id: int, message_id: int) -> None:
-        """The job's status message exists: remember it, and let the runner start the job."""
+        """The job's status message exists: remember it, and let the runner start the job.
+
+        The runner is woken first: its claim then joins this write's group commit (one
+        thread hop for both; docs/architecture.md, "CPU"), after it in the same transaction."""
+        self._runner.wake()
         await self._store.jobs.set_fields(
             job_id, status_channel_id=channel_id, status_message_id=message_id
         )
-        self._runner.wake()
 
     async def remove_and_refund(
         self, job_id: int, guild_id: int, *, actor_id: int, reason: str | None

@@ -96,37 +96,58 @@ class FairQueue:
         state: JobState = JobState.UPLOADING,
         max_active: int | None = None,
     ) -> Job | None:
-        """Pick the next job and move it out of the queue (started_at = now) atomically.
+        """Pick the next job and move it out of the queue (started_at = now) atomically."""
+        jobs = await self.claim_many(
+            1, exclude_users=exclude_users, state=state, max_active=max_active
+        )
+        return jobs[0] if jobs else None
+
+    async def claim_many(
+        self,
+        limit: int,
+        *,
+        exclude_users: Iterable[int] = (),
+        state: JobState = JobState.UPLOADING,
+        max_active: int | None = None,
+    ) -> list[Job]:
+        """Up to ``limit`` jobs, claimed as ``claim_next`` would one after another, in one
+        transaction (one thread hop); fewer than ``limit`` when no more can start.
 
         With ``max_active``, only while fewer jobs than that run, counted in the database:
         the bot-wide limit when several processes share it. With leases, this process
-        becomes the job's owner."""
+        becomes the jobs' owner."""
         now, exclude = self._now(), role_json(exclude_users)
         if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
             raise ValueError(f"cannot claim a job into {state}")
-        values: dict[str, object] = {"state": JobState(state).value, "now": now, "exclude": exclude}
-        owning = limit = ""
+        values: dict[str, object] = {"state": JobState(state).value, "exclude": exclude}
+        owning = bound = ""
         if self._leases is not None:
             owning = ", owner = :owner, lease_until = :until"
             values |= {"owner": self._leases.owner, "until": self._leases.until(now)}
         if max_active is not None:
-            limit = f" AND (SELECT COUNT(*) FROM jobs AS a WHERE a.state IN {_RUNNING}) < :max"
+            bound = f" AND (SELECT COUNT(*) FROM jobs AS a WHERE a.state IN {_RUNNING}) < :max"
             values["max"] = max_active
 
-        def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            # The same order as _fair_order's first pick, in one statement, so two claims
-            # can never hand out the same job.
-            return conn.execute(
-                f"UPDATE jobs SET state = :state, updated_at = :now, started_at = :now{owning}"
-                f" WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND {_NOT_EXCLUDED}"
-                f" ORDER BY {_LAST_START} NULLS FIRST, j.created_at, j.id LIMIT 1"
-                f" /*FOR UPDATE SKIP LOCKED*/){limit}"
-                " RETURNING *",
-                values,
-            ).fetchone()
+        def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = []
+            while len(rows) < limit:
+                # The same order as _fair_order's first pick, in one statement, so two
+                # claims can never hand out the same job. Each claim of a batch starts a
+                # microsecond after the one before, as if claimed one by one.
+                row = conn.execute(
+                    "UPDATE jobs SET state = :state, updated_at = :now, started_at = :now"
+                    f"{owning} WHERE id = (SELECT j.id FROM jobs AS j WHERE {_ELIGIBLE} AND"
+                    f" {_NOT_EXCLUDED} ORDER BY {_LAST_START} NULLS FIRST, j.created_at, j.id"
+                    f" LIMIT 1 /*FOR UPDATE SKIP LOCKED*/){bound}"
+                    " RETURNING *",
+                    values | {"now": now + len(rows) * 1e-6},
+                ).fetchone()
+                if row is None:
+                    break
+                rows.append(row)
+            return rows
 
-        row = await self._db.write(claim)
-        return None if row is None else Job.from_row(row)
+        return [Job.from_row(row) for row in await self._db.write(claim)]
 
     async def next_fair_batch(self, limit: int, *, exclude_users: Iterable[int] = ()) -> list[Job]:
         """The next ``limit`` jobs to start, in order, members taking turns."""
