@@ -245,6 +245,48 @@ async def test_using_the_database_inside_its_own_transaction_is_an_error(db: Dat
             await db.get_meta("x")
 
 
+async def test_a_write_that_may_wait_joins_the_next_batch_or_goes_alone_in_time(
+    db: Database,
+) -> None:
+    hops = 0
+    call = db._call
+
+    async def counted(fn):  # type: ignore[no-untyped-def]
+        nonlocal hops
+        hops += 1
+        return await call(fn)
+
+    db._call = counted  # type: ignore[method-assign]
+    insert = "INSERT INTO meta (key, value) VALUES (?, 'v')"
+    waiting = asyncio.create_task(db.execute(insert, ("later",), within=30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and hops == 0  # no batch of its own yet
+    await db.execute(insert, ("now",))  # the next write takes it along: one thread hop
+    assert (await waiting).rowcount == 1 and hops == 1
+    assert await db.get_meta("later") == "v"
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await db.execute(insert, ("alone",), within=0.2)  # nobody comes: it goes by itself
+    assert 0.15 <= loop.time() - started < 5 and hops == 2
+
+
+async def test_close_finishes_writes_that_may_wait(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    db = await Database.open(path)
+    pending = asyncio.create_task(
+        db.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", within=60)
+    )
+    await asyncio.sleep(0)
+    await db.close()
+    assert (await pending).rowcount == 1
+    db = await Database.open(path)
+    try:
+        assert await db.get_meta("k") == "v"
+    finally:
+        await db.close()
+
+
 async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     db = await Database.open(path)

@@ -39,6 +39,9 @@ class DeliveryPolicy:
     first_delay: float = 1.0
     max_delay: float = 60.0
     give_up_after: float = 30 * 60.0  # minutes, not seconds: Discord outages pass
+    # The delivery mark is cleared with the next batch of writes, or after this long: the
+    # result is on Discord already, and a restart in between only edits it in once more.
+    clear_within: float = 1.0
 
 
 BuildUpdate = Callable[[Job, "str | None"], Awaitable[JobUpdate]]
@@ -134,11 +137,15 @@ class FinalDelivery:
             except Exception:
                 log.exception("Job %d: delivery attempt %d failed", job.id, attempt)
             else:
+                update = None  # the video's bytes are not kept while the mark waits
                 moved = target is not None and target.message_id != job.status_message_id
                 await self._jobs.delivered(
                     job.id,
                     channel_id=target.channel_id if moved and target else None,
                     message_id=target.message_id if moved and target else None,
+                    # A new status message is recorded at once: a restart must edit it,
+                    # not post another.
+                    within=None if moved else self._policy.clear_within,
                 )
                 self._observer.delivered(job, max(0.0, self._clock() - since))
                 return

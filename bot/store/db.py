@@ -382,7 +382,10 @@ class Database:
         self.engine = engine
         self.where = engine.where
         self._lock = asyncio.Lock()
-        self._queue: list[tuple[SyncFn[Any], asyncio.Future[Any]]] = []
+        # (function, its caller's future, when it must be flushed by: loop time, 0 = now)
+        self._queue: list[tuple[SyncFn[Any], asyncio.Future[Any], float]] = []
+        self._urgent = 0  # queued writes that do not wait for company (``within`` None)
+        self._later: asyncio.TimerHandle | None = None  # flushes writes that did wait
         self._flusher: asyncio.Task[None] | None = None
         self._tx_owner: asyncio.Task[Any] | None = None
         self._closed = False
@@ -416,8 +419,10 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await self._flusher
+        while self._queue or self._flusher is not None:
+            self._start_flush()
+            if self._flusher is not None:
+                await self._flusher
         async with self._lock:
             try:
                 await self.engine.optimize()
@@ -459,29 +464,61 @@ class Database:
             # The lock is not reentrant: this would wait for itself forever.
             raise RuntimeError("inside db.transaction(): use the transaction's methods")
 
-    async def write(self, fn: SyncFn[T]) -> T:
+    async def write(self, fn: SyncFn[T], *, within: float | None = None) -> T:
         """Run ``fn(connection)`` as one write transaction on the database thread.
 
         ``fn`` must not BEGIN/COMMIT itself. If it raises, its changes are rolled back and the
         exception is raised here; other callers batched with it are unaffected. Cancelling
         the caller does not undo a write that was already queued.
+
+        With ``within``, a write that nobody needs done at once (a mark to clear) waits for
+        company: it joins the next batch another write starts, or starts its own after
+        ``within`` seconds. Under load that saves it a thread hop (docs/architecture.md,
+        "CPU").
         """
         self._check_usable()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((fn, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="db-group-commit")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if within is None:
+            self._queue.append((fn, future, 0.0))
+            self._urgent += 1
+            self._start_flush()
+        else:
+            due = loop.time() + within
+            self._queue.append((fn, future, due))
+            if self._flusher is None:
+                self._flush_by(due)
         return await future
+
+    def _start_flush(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        if self._flusher is None and self._queue:
+            self._flusher = asyncio.create_task(self._flush(), name="db-group-commit")
+
+    def _flush_by(self, due: float) -> None:
+        """Have the queued writes flushed by loop time ``due`` at the latest."""
+        if self._later is not None and self._later.when() <= due:
+            return
+        if self._later is not None:
+            self._later.cancel()
+        self._later = asyncio.get_running_loop().call_at(due, self._start_flush)
 
     async def _flush(self) -> None:
         try:
-            while self._queue:
+            # The first batch whatever started this; then only while writes that do not
+            # wait are queued (the others wait for the next one, or for their time).
+            first = True
+            while self._queue and (first or self._urgent):
+                first = False
                 async with self._lock:
                     batch = self._queue[:MAX_BATCH]
                     del self._queue[:MAX_BATCH]
+                    self._urgent -= sum(1 for _, _, due in batch if not due)
                     try:
                         outcomes = await self._call(
-                            partial(_run_batch, fns=[fn for fn, _ in batch])
+                            partial(_run_batch, fns=[fn for fn, _, _ in batch])
                         )
                     except Exception as exc:
                         # The whole batch was rolled back (e.g. COMMIT failed): nobody's
@@ -489,13 +526,13 @@ class Database:
                         # reported once by _call.
                         if not isinstance(exc, StorageUnavailable):
                             log.warning("write batch of %d rolled back: %r", len(batch), exc)
-                        for _, future in batch:
+                        for _, future, _ in batch:
                             if not future.done():
                                 future.set_exception(exc)
                         continue
                     if any(ok for ok, _ in outcomes):
                         self._writes_work()
-                    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    for (_, future, _), (ok, value) in zip(batch, outcomes, strict=True):
                         if not ok:
                             fault = self._fault(value)
                             if fault is not None:
@@ -509,6 +546,8 @@ class Database:
                             future.set_exception(value)
         finally:
             self._flusher = None
+            if self._queue:
+                self._flush_by(min(due for _, _, due in self._queue))
 
     async def read(self, fn: SyncFn[T]) -> T:
         """Run ``fn(connection)`` in a read snapshot of what is committed. A write that has
@@ -568,9 +607,12 @@ class Database:
                 raise
             raise fault from exc
 
-    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
-        """One statement in its own (group-committed) write transaction."""
-        return await self.write(lambda conn: _exec(conn, sql, params))
+    async def execute(
+        self, sql: str, params: Params = (), *, within: float | None = None
+    ) -> ExecResult:
+        """One statement in its own (group-committed) write transaction; ``within`` as
+        for ``write``."""
+        return await self.write(lambda conn: _exec(conn, sql, params), within=within)
 
     async def listen(self, channel: str, callback: Callable[[str], None]) -> bool:
         """Hear what any process sharing this database ``notify``s on ``channel``; False

@@ -411,6 +411,7 @@ class JobStore:
         new_state: JobState | str,
         *,
         drop_input: bool = False,
+        within: float | None = None,
         **fields: Any,
     ) -> bool:
         """Compare-and-set the state (only from one of ``expected``), with other fields.
@@ -418,6 +419,7 @@ class JobStore:
         Leaving 'queued' stamps started_at, reaching 'submitted' stamps submitted_at (first
         time only). Final states go through finish_done / finish_failed / cancel, which keep
         the ledger in step. ``drop_input`` deletes the stored input in the same transaction.
+        ``within``: the write may wait that long for company (``Database.write``).
         """
         target = JobState(new_state)
         if target in FINAL_STATES:
@@ -442,7 +444,7 @@ class JobStore:
                 _drop_inputs(conn, job_id)
             return changed
 
-        return await self._db.write(move)
+        return await self._db.write(move, within=within)
 
     async def set_fields(self, job_id: int, **fields: Any) -> bool:
         """Update fields without changing the state; False if the job does not exist."""
@@ -609,10 +611,16 @@ class JobStore:
         return result.rowcount == 1
 
     async def delivered(
-        self, job_id: int, *, channel_id: int | None = None, message_id: int | None = None
+        self,
+        job_id: int,
+        *,
+        channel_id: int | None = None,
+        message_id: int | None = None,
+        within: float | None = None,
     ) -> bool:
         """The final status reached Discord (or never can): stop trying. A new message
-        becomes the job's status message."""
+        becomes the job's status message. ``within``: the write may wait that long for
+        company (``Database.write``)."""
         fields: dict[str, Any] = {}
         if message_id is not None:
             fields = {"status_channel_id": channel_id, "status_message_id": message_id}
@@ -623,6 +631,7 @@ class JobStore:
             f" updated_at = ?{extra}"
             " WHERE id = ? AND delivery_since IS NOT NULL",
             (self._now(), *values, job_id),
+            within=within,
         )
         return result.rowcount == 1
 
