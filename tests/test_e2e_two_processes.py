@@ -47,7 +47,18 @@ def place_on(fake: Any, shard_id: int) -> Place:
     return Place(guild, channel, member, moderator)
 
 
-async def two_bots(world: Any, pixverse: Simulator, pg_url: str) -> tuple[Any, Any]:
+async def two_bots(
+    world: Any,
+    pixverse: Simulator,
+    pg_url: str,
+    *,
+    runner_a: Any = FAST_RUNNER,
+    a_settings: dict[str, Any] | None = None,
+    b_settings: dict[str, Any] | None = None,
+    **shared: Any,
+) -> tuple[Any, Any]:
+    """Bot A on shard 0 (runs every job) and bot B on shard 1 (runs none), on one database;
+    ``shared`` settings go to both, ``a_settings``/``b_settings`` to one."""
     common = {
         "shard_count": 2,
         "dev_guild_id": None,
@@ -55,10 +66,11 @@ async def two_bots(world: Any, pixverse: Simulator, pg_url: str) -> tuple[Any, A
         "database_url": pg_url,
         "job_lease_seconds": 3,
         "pixverse": pixverse,
+        **shared,
     }
-    runner_a = await world.start_bot(shard_ids=[0], **common)
-    runner_b = await world.start_bot(shard_ids=[1], runner=RUNS_NOTHING, **common)
-    return runner_a, runner_b
+    a = await world.start_bot(shard_ids=[0], runner=runner_a, **common, **(a_settings or {}))
+    b = await world.start_bot(shard_ids=[1], runner=RUNS_NOTHING, **common, **(b_settings or {}))
+    return a, b
 
 
 async def final(bot: Any, job_id: int, timeout: float = 15.0) -> Any:
@@ -157,19 +169,17 @@ async def test_a_webhook_that_lands_on_the_other_process_finishes_the_job_at_onc
         default_estimate=300,
         webhooks=True,
     )
-    common = {
-        "shard_count": 2,
-        "dev_guild_id": None,
-        "identify_wait": 0,
-        "database_url": pg_url,
-        "job_lease_seconds": 3,
-        "pixverse": pixverse,
-        "pixverse_webhook_secret": SECRET,
-        "webhook_host": "127.0.0.1",
-    }
-    a = await world.start_bot(shard_ids=[0], runner=slow_polls, webhook_port=free_port(), **common)
     port_b = free_port()
-    b = await world.start_bot(shard_ids=[1], runner=RUNS_NOTHING, webhook_port=port_b, **common)
+    a, b = await two_bots(
+        world,
+        pixverse,
+        pg_url,
+        runner_a=slow_polls,
+        a_settings={"webhook_port": free_port()},
+        b_settings={"webhook_port": port_b},
+        pixverse_webhook_secret=SECRET,
+        webhook_host="127.0.0.1",
+    )
     pixverse.config.gen_time = 300
 
     handle = await world.fake.invoke(
