@@ -410,6 +410,23 @@ async def test_a_hung_call_fails_after_the_read_timeout_and_each_retry_is_logged
     assert "for job 41" in warning and "attempt 1 of 2" in warning
 
 
+async def test_a_hung_poll_without_a_shorter_read_limit_fails_at_the_total_timeout(
+    session: aiohttp.ClientSession, sim: Simulator
+) -> None:
+    # A read limit no shorter than the total one is left out (it could never fire first):
+    # the total still ends a call whose answer never comes.
+    ready = make_client(session, sim)
+    video = await ready.image_to_video(i2v(await upload(ready)), trace_id=new_trace_id())
+    client = make_client(session, sim, timeout=0.3, read_timeout=30.0, max_attempts=2)
+    sim.inject_fault("result", "hang", count=2, seconds=30)
+    started = time.monotonic()
+
+    with pytest.raises(TransientError):
+        await client.result(video)
+
+    assert time.monotonic() - started < 3
+
+
 async def test_upload_that_keeps_its_answer_coming_is_not_cut_by_the_read_timeout(
     session: aiohttp.ClientSession, sim: Simulator
 ) -> None:
