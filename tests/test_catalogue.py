@@ -144,6 +144,15 @@ def test_c1_720p_5_s_costs_what_the_live_job_cost():
     assert SHIPPED.price(combo("c1", "720p", 5)) == 50
 
 
+def test_c1s_unknown_rows_reserve_no_less_than_its_one_known_rate():
+    # Only 720p is known (10 a second); a lower quality must not reserve less, or an actual
+    # cost at the known rate would take members past their allowance.
+    per_second = [SHIPPED.price(combo("c1", q.value, 1)) for q in Quality]
+    assert per_second == [10, 10, 10, 20]
+    with_audio = [SHIPPED.price(combo("c1", q.value, 1, audio=True)) for q in Quality]
+    assert with_audio == [14, 14, 14, 26]
+
+
 def test_the_sound_effect_costs_10_per_started_5_s_on_models_without_native_audio():
     assert SHIPPED.price(combo("v4.5", "540p", 5, audio=True)) == 45 + 10
     assert SHIPPED.price(combo("v4.5", "540p", 8, audio=True)) == 90 + 20
