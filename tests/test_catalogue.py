@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -24,7 +23,13 @@ from bot.pixverse.catalogue import (
     price_table,
     shipped_catalogue,
 )
-from bot.pixverse.models import ImageToVideoRequest, TextToVideoRequest, TransitionRequest
+from bot.pixverse.models import (
+    ExtendRequest,
+    ImageToVideoRequest,
+    TextToVideoRequest,
+    TransitionRequest,
+    _GenerateRequest,
+)
 from bot.pixverse.rules import Combination, Motion, Quality, RuleViolation
 from bot.simulator import SimState, SimulatorConfig
 from bot.simulator.errors import ApiError
@@ -352,15 +357,52 @@ def _png() -> bytes:
     return out.getvalue()
 
 
-def _walk(catalogue: Catalogue, *, audio: bool = False) -> tuple[int, int]:
-    """Every model × quality × duration × motion (image to video), with or without audio:
-    when the bot's option check accepts it, the simulator accepts the body the runner would
-    send and charges the bot's price; when the bot refuses it, so does the simulator.
-    Returns (accepted, refused)."""
+# What the bot sends for each way in: its request model, the simulator's kind, and the
+# job source the bot's option check is told.
+_WAYS_IN: dict[Kind, JobSource] = {
+    Kind.IMAGE: JobSource.IMAGE,
+    Kind.TEXT: JobSource.TEXT,
+    Kind.TRANSITION: JobSource.FRAMES,
+    Kind.EXTEND: JobSource.JOB,
+}
+
+
+def _walk(
+    catalogue: Catalogue,
+    *,
+    audio: bool = False,
+    kind: Kind = Kind.IMAGE,
+    aspect_ratio: str | None = None,
+) -> tuple[int, int]:
+    """Every model × quality × duration × motion for one way in (image, text, first and last
+    frame, extend), with or without audio, and for text one aspect ratio: when the bot's
+    option check accepts it, the simulator accepts the body the runner would send and charges
+    the bot's price; when the bot refuses it, so does the simulator. Returns (accepted,
+    refused)."""
+    now = [0.0]
     state = SimState(
-        SimulatorConfig(catalogue=catalogue, balance=10**12, max_concurrent=10**6, seed=1)
+        SimulatorConfig(catalogue=catalogue, balance=10**12, max_concurrent=10**6, seed=1),
+        clock=lambda: now[0],
     )
-    image = state.upload_image(KEY, _png())
+    image, last = state.upload_image(KEY, _png()), state.upload_image(KEY, _png())
+    some = next(catalogue.combinations())
+    earlier = state.submit(
+        KEY,
+        state.parse(
+            Kind.IMAGE,
+            ImageToVideoRequest(
+                img_id=image.id,
+                prompt="a finished video to extend",
+                model=some.model,
+                quality=some.quality,
+                duration=some.duration,
+            ).body(),
+        ),
+        "the-source",
+    )
+    now[0] = earlier.finish_at + 1  # extends need a finished video
+    source = _WAYS_IN[kind]
+    defaults = Defaults(catalogue.default, Quality.P540, 5)
     low, high = catalogue.duration_bounds
     accepted = refused = 0
     for model, quality, duration, motion in itertools.product(
@@ -371,26 +413,39 @@ def _walk(catalogue: Catalogue, *, audio: bool = False) -> tuple[int, int]:
         try:
             params = build_options(
                 catalogue=catalogue,
-                defaults=Defaults(catalogue.default, Quality.P540, 5),
+                defaults=defaults,
                 effects={},
                 audio=audio,
+                aspect_ratio=aspect_ratio,
+                source=source,
                 **body_params,
             )
         except OptionRejected:
             params = None
         sent = params or build_options(
             catalogue=catalogue,
-            defaults=Defaults(catalogue.default, Quality.P540, 5),
+            defaults=defaults,
             effects={},
             prompt="a cat turns its head",
+            source=source,
         ).model_copy(
             update={"model": model, "quality": quality, "duration": duration, "audio": audio}
         )
         fields = {**request_fields(sent), **audio_fields(sent, catalogue)}
         fields["motion_mode"] = motion.value if motion is not Motion.NORMAL else None
-        body = ImageToVideoRequest(img_id=image.id, **fields).body()
+        request: _GenerateRequest
+        if kind is Kind.IMAGE:
+            request = ImageToVideoRequest(img_id=image.id, **fields)
+        elif kind is Kind.TEXT:
+            request = TextToVideoRequest(aspect_ratio=aspect_ratio or "16:9", **fields)
+        elif kind is Kind.TRANSITION:
+            request = TransitionRequest(first_frame_img=image.id, last_frame_img=last.id, **fields)
+        else:
+            request = ExtendRequest(source_video_id=earlier.video_id, **fields)
+        body = request.body()
+        trace = f"{kind}-{model}-{quality}-{duration}-{motion}-{audio}-{aspect_ratio}"
         try:
-            job = state.submit(KEY, state.parse(Kind.IMAGE, body), f"trace-{model}-{quality}")
+            job = state.submit(KEY, state.parse(kind, body), trace)
         except ApiError as exc:
             assert params is None, f"the simulator refused what the bot accepted: {body} ({exc})"
             refused += 1
@@ -413,72 +468,24 @@ def test_with_audio_every_combination_the_bot_accepts_the_simulator_accepts_alik
     assert refused > accepted
 
 
-def test_text_and_transition_walk_every_model_and_ratio_the_bot_accepts():
-    # /imagine and /transition: every model × aspect ratio (text) and every model (frames),
-    # with and without audio. What the bot accepts, the simulator makes at the same price;
-    # what it refuses (a ratio the model lacks), the simulator refuses too.
-    state = SimState(
-        SimulatorConfig(catalogue=SHIPPED, balance=10**12, max_concurrent=10**6, seed=1)
-    )
-    first, last = state.upload_image(KEY, _png()), state.upload_image(KEY, _png())
-    defaults = Defaults(SHIPPED.default, Quality.P540, 5)
-    accepted = refused = 0
-    for model, audio in itertools.product(SHIPPED.names, (False, True)):
-        for ratio in SHIPPED.aspect_ratios:
-            try:
-                params = build_options(
-                    catalogue=SHIPPED,
-                    defaults=defaults,
-                    effects={},
-                    prompt="a lighthouse at dusk",
-                    model=model,
-                    aspect_ratio=ratio,
-                    audio=audio,
-                    source=JobSource.TEXT,
-                )
-            except OptionRejected:
-                params = None
-            fields = {**request_fields(defaults_params(model, audio)), "aspect_ratio": ratio}
-            fields.update(audio_fields(defaults_params(model, audio), SHIPPED))
-            body = TextToVideoRequest(**fields).body()
-            trace = f"text-{model}-{ratio}-{audio}"
-            try:
-                job = state.submit(KEY, state.parse(Kind.TEXT, body), trace)
-            except ApiError as exc:
-                assert params is None, (
-                    f"the simulator refused what the bot accepted: {body} ({exc})"
-                )
-                refused += 1
-                continue
-            assert params is not None, f"the simulator accepted what the bot refused: {body}"
-            assert job.credits == SHIPPED.price(params.combination), body
-            accepted += 1
-        params = build_options(
-            catalogue=SHIPPED,
-            defaults=defaults,
-            effects={},
-            prompt="from dawn to dusk",
-            model=model,
-            audio=audio,
-            source=JobSource.FRAMES,
-        )
-        fields = {**request_fields(params), **audio_fields(params, SHIPPED)}
-        body = TransitionRequest(first_frame_img=first.id, last_frame_img=last.id, **fields).body()
-        job = state.submit(KEY, state.parse(Kind.TRANSITION, body), f"frames-{model}-{audio}")
-        assert job.credits == SHIPPED.price(params.combination), body
-    assert accepted and refused
+@pytest.mark.parametrize("audio", [False, True], ids=["silent", "audio"])
+@pytest.mark.parametrize("kind", [Kind.TRANSITION, Kind.EXTEND])
+def test_transition_and_extend_walk_every_combination_alike(kind, audio):
+    accepted, refused = _walk(SHIPPED, audio=audio, kind=kind)
+    assert accepted == len(list(SHIPPED.combinations(audio=audio))) == 174
+    assert refused > accepted
 
 
-def defaults_params(model: str, audio: bool) -> Any:
-    return build_options(
-        catalogue=SHIPPED,
-        defaults=Defaults(SHIPPED.default, Quality.P540, 5),
-        effects={},
-        prompt="a lighthouse at dusk",
-        model=model,
-        audio=audio,
-        source=JobSource.TEXT,
-    )
+@pytest.mark.parametrize("audio", [False, True], ids=["silent", "audio"])
+@pytest.mark.parametrize("ratio", sorted(SHIPPED.aspect_ratios))
+def test_text_walks_every_combination_and_ratio_alike(ratio, audio):
+    # A ratio only some models make: what the bot accepts is exactly those models'
+    # combinations, and the simulator refuses the rest as the bot does.
+    accepted, refused = _walk(SHIPPED, audio=audio, kind=Kind.TEXT, aspect_ratio=ratio)
+    makers = [name for name, spec in SHIPPED.models.items() if ratio in spec.aspect_ratios]
+    expected = [c for c in SHIPPED.combinations(audio=audio) if c.model in makers]
+    assert makers and accepted == len(expected)
+    assert refused > 0
 
 
 def test_the_walk_holds_for_a_replacement_catalogue(tmp_path):

@@ -274,3 +274,63 @@ async def test_sound_on_a_result_that_has_sound_is_refused(world):
     assert response.ephemeral and "already has sound" in response.content
     assert click.modal is None
     assert requests(bot, SOUND) == []
+
+
+async def test_reroll_of_a_sound_result_adds_sound_to_the_same_video_again(world):
+    bot = await world.start_bot(daily_credits=500)
+    source, message = await finished_video(world)
+    submit = await press_sound(world, message, source, world.member, "rain")
+    sound, status = await new_job_of(world, world.member, submit, exclude=source.id)
+
+    click = await world.fake.click(status, f"pixbot:reroll:{sound.id}", user=world.other)
+    again, again_message = await new_job_of(world, world.other, click, exclude=sound.id)
+
+    assert again.state is JobState.DONE and again.kind == JobKind.REROLL, again.error
+    first, second = requests(bot, SOUND)
+    assert second.json["source_video_id"] == first.json["source_video_id"]
+    assert second.json["source_video_id"] == source.pixverse_video_id
+    assert second.json[SOUND_DESCRIPTION_FIELD] == "rain"
+    assert again.cost == 10 and (await quota(world, world.other)).used_today == 10
+    assert "soun" in [t.handler for t in tracks(again_message)]
+
+
+async def test_extend_of_a_sound_result_continues_the_video_with_sound(world):
+    bot = await world.start_bot(daily_credits=500)
+    source, message = await finished_video(world)
+    submit = await press_sound(world, message, source, world.member, "rain")
+    sound, status = await new_job_of(world, world.member, submit, exclude=source.id)
+
+    click = await world.fake.click(status, f"pixbot:extend:{sound.id}", user=world.other)
+    modal = await click.wait_modal(timeout=5)
+    form = await world.fake.submit_modal(
+        modal["custom_id"], {text_input_id(modal): "it keeps raining"}, user=world.other
+    )
+    extension, _ = await new_job_of(world, world.other, form, exclude=sound.id)
+
+    assert extension.state is JobState.DONE and extension.kind == JobKind.EXTEND, extension.error
+    [request] = requests(bot, "extend_generate")
+    assert request.json["source_video_id"] == sound.pixverse_video_id
+    assert request.json["prompt"] == "it keeps raining"
+    assert (await quota(world, world.other)).used_today == extension.cost > 0
+
+
+async def test_a_sound_job_generating_at_a_restart_finishes_without_a_second_request(
+    world, pixverse
+):
+    pixverse.config.gen_time = 0.3
+    await world.start_bot(pixverse=pixverse)
+    source, message = await finished_video(world)
+    pixverse.config.gen_time = 3.0
+    submit = await press_sound(world, message, source, world.other, "birds")
+    assert not (await submit.response(timeout=5)).ephemeral
+    job = await world.latest_job(world.other)
+    await world.until(lambda: any(r.route == SOUND for r in pixverse.generate_requests))
+    await world.stop_bot()
+
+    pixverse.config.gen_time = 0.3
+    await world.start_bot(pixverse=pixverse)
+    job = await world.job_final(job.id)
+    assert job.state is JobState.DONE and job.kind == JobKind.SOUND, job.error
+    assert len([r for r in pixverse.generate_requests if r.route == SOUND]) == 1
+    assert (await quota(world, world.other)).used_today == 10
+    assert "Done" in status_text(submit.original)

@@ -259,3 +259,17 @@ async def test_transition_generating_at_a_restart_finishes_without_a_second_subm
         handle.original
     ]
     assert await used(world, world.member) == (45, 0)
+
+
+async def test_transition_with_audio_on_v6_asks_for_native_audio_at_its_price(world):
+    bot = await world.start_bot(daily_credits=500)
+    handle = await transition(world, model="v6", quality="540p", duration=4, audio=True)
+    job = await finished(world, handle)
+
+    assert job.has_audio is True
+    [request] = bot.simulator.generate_requests
+    assert request.route == "transition_generate"
+    assert request.json["generate_audio_switch"] is True
+    assert "sound_effect_switch" not in request.json
+    assert job.cost == 4 * 7 + 4 * 2  # v6 540p: 7 a second, audio 2 a second on top
+    assert await used(world, world.member) == (job.cost, 0)
