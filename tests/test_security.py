@@ -4,7 +4,8 @@
   ``cogs/`` (f-strings, ``%``, ``.format`` and ``+`` only over constants and the few vetted
   names below).
 - Downloads only from allowed hosts (``bot/pixverse/hosts.py``): the allowlist itself, the
-  PixVerse client, the result of a real job on a foreign host, and a member's attachment.
+  PixVerse client and the redirects it follows, the result of a real job on a foreign host,
+  and a member's attachment.
 - Interaction tokens are kept only while they work: cleared when the final status is shown,
   and by the sweep once expired (also at start); deleted bytes are overwritten.
 - Reprs hide secrets; members reach only their own jobs with ``/extend job`` and ``/jobs``.
@@ -28,12 +29,15 @@ from typing import Any
 import aiohttp
 import discord.http
 import pytest
+import yarl
 from aiohttp import web
 from conftest import World, png_bytes, status_text
 from fakediscord import permissions
 from store_fixtures import FakeClock, new_job, open_store
 
 from bot.pixverse import PixVerseClient
+from bot.pixverse.client import MAX_DOWNLOAD_REDIRECTS
+from bot.pixverse.errors import PixVerseError
 from bot.pixverse.hosts import (
     DownloadFailed,
     DownloadRefused,
@@ -315,13 +319,18 @@ def test_a_refusal_logs_the_host_only(caplog):
 @pytest.fixture
 async def files_server():
     """A loopback server counting what it serves: /v.mp4 (1 KiB), /big (2 MiB), /hop
-    (a redirect to /v.mp4)."""
+    (a redirect to /v.mp4), /away (a redirect to /v.mp4 on the same server named "localhost",
+    off any allowlist built for 127.0.0.1, with a signed query), /loop (a redirect to itself)."""
     served: list[str] = []
 
     async def video(request: web.Request) -> web.StreamResponse:
         served.append(request.path)
         if request.path == "/hop":
             raise web.HTTPFound("/v.mp4")
+        if request.path == "/away":
+            raise web.HTTPFound(f"http://localhost:{request.url.port}/v.mp4?signature=s3cr3t")
+        if request.path == "/loop":
+            raise web.HTTPTemporaryRedirect("/loop")
         return web.Response(body=b"\0" * (2 * 1024 * 1024 if request.path == "/big" else 1024))
 
     app = web.Application()
@@ -363,7 +372,95 @@ async def test_fetch_caps_size_refuses_redirects_and_foreign_hosts(files_server)
         await fetch(session, f"http://127.0.0.1:{port}/hop", max_bytes=4096, **kwargs)
     with pytest.raises(DownloadRefused):
         await fetch(session, f"http://localhost:{port}/v.mp4", max_bytes=4096, **kwargs)
-    assert served == ["/v.mp4", "/big", "/hop"]
+    with pytest.raises(DownloadFailed, match="HTTP 302"):
+        await fetch(session, f"http://127.0.0.1:{port}/away", max_bytes=4096, **kwargs)
+    # Neither redirect was followed: no second /v.mp4, under either name.
+    assert served == ["/v.mp4", "/big", "/hop", "/away"]
+
+
+async def test_a_result_redirected_off_the_allowlist_is_never_fetched(files_server, caplog):
+    session, port, served = files_server
+    client = PixVerseClient(
+        session, base_url=f"http://127.0.0.1:{port}", api_key="k" * 20, backoff_base=0.01
+    )
+    with pytest.raises(DownloadRefused) as refused:
+        await client.download(f"http://127.0.0.1:{port}/away", max_bytes=4096)
+    # Refused once, not retried; the off-list name (the same server) saw no request.
+    assert served == ["/away"]
+    assert refused.value.host == "localhost"
+    text = caplog.text + str(refused.value)
+    assert "Refused to download a result video from localhost" in caplog.text
+    assert "s3cr3t" not in text
+
+
+async def test_a_result_redirected_within_the_allowlist_is_followed(files_server):
+    session, port, served = files_server
+    client = PixVerseClient(session, base_url=f"http://127.0.0.1:{port}", api_key="k" * 20)
+    assert len(await client.download(f"http://127.0.0.1:{port}/hop", max_bytes=4096)) == 1024
+    assert served == ["/hop", "/v.mp4"]
+
+
+async def test_a_result_redirected_in_circles_fails_after_a_few_hops(files_server):
+    session, port, served = files_server
+    client = PixVerseClient(
+        session, base_url=f"http://127.0.0.1:{port}", api_key="k" * 20, max_attempts=1
+    )
+    with pytest.raises(PixVerseError, match="redirected more than"):
+        await client.download(f"http://127.0.0.1:{port}/loop", max_bytes=4096)
+    assert served == ["/loop"] * (MAX_DOWNLOAD_REDIRECTS + 1)
+
+
+class _Redirect:
+    """A 302 answer to ``url`` pointing at ``location``, as the client reads it."""
+
+    status = 302
+
+    def __init__(self, url: str, location: str) -> None:
+        self.url = yarl.URL(url)
+        self.headers = {"Location": location}
+
+    async def __aenter__(self) -> _Redirect:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _RedirectingSession:
+    """Answers every GET with a 302 to ``location``, recording the URLs asked for; stands
+    in for an https CDN, which a loopback test cannot serve."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.asked: list[str] = []
+
+    def get(self, url: Any, **kwargs: Any) -> _Redirect:
+        self.asked.append(str(url))
+        assert kwargs.get("allow_redirects") is False  # aiohttp would follow it unchecked
+        return _Redirect(str(url), self.location)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://media.pixverse.ai/pixverse%2Fmp4%2Fb.mp4",  # https only with an https base
+        "//evil.example/b.mp4",  # scheme-relative: https://evil.example
+        "https://media.pixverse.ai@evil.example/b.mp4",
+        "https://media.pixverse.ai:8443/b.mp4",
+        "file:///etc/passwd",
+        "http://[::1",  # unparseable
+    ],
+)
+async def test_a_result_redirected_off_the_rules_on_https_is_refused(location):
+    session = _RedirectingSession(location)
+    client = PixVerseClient(
+        session,  # type: ignore[arg-type]
+        base_url="https://app-api.pixverse.ai",
+        api_key="k" * 20,
+    )
+    with pytest.raises(DownloadRefused):
+        await client.download("https://media.pixverse.ai/pixverse%2Fmp4%2Fa.mp4", max_bytes=4096)
+    assert session.asked == ["https://media.pixverse.ai/pixverse%2Fmp4%2Fa.mp4"]
 
 
 async def test_a_result_on_a_foreign_host_is_linked_never_fetched(world: World, caplog):

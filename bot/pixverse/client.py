@@ -33,12 +33,13 @@ import yarl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bot.pixverse.errors import (
+    PixVerseError,
     TransientError,
     UnreadableAnswer,
     error_for_code,
     error_for_http_status,
 )
-from bot.pixverse.hosts import pixverse_results
+from bot.pixverse.hosts import HostAllowlist, pixverse_results
 from bot.pixverse.models import (
     TEMPLATE_QUERY_PAGE,
     TEMPLATE_QUERY_PAGE_SIZE,
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/openapi/v2"
 URL_CACHE_SIZE = 4096
+# Redirects a result download follows, each checked against the allowlist like the first URL.
+MAX_DOWNLOAD_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 
 # Who a request is for ("job 12"), named in the retry warnings. The runner sets it in each
@@ -200,27 +204,29 @@ class PixVerseClient:
         """Stream a finished video, refusing to hold more than ``max_bytes`` in memory.
 
         The result URL is PixVerse's CDN, which needs no key: the key is not sent there.
-        A URL on any other host is refused unfetched (``DownloadRefused``).
+        A URL on any other host is refused unfetched (``DownloadRefused``), and so is a
+        redirect to one: aiohttp would follow a redirect without asking, so redirects are
+        followed here, at most ``MAX_DOWNLOAD_REDIRECTS``, each target checked first.
         """
-        pixverse_results(self._base_url).check(url, "a result video")
+        allowed = pixverse_results(self._base_url)
+        allowed.check(url, "a result video")
 
         async def attempt() -> bytes:
-            async with self._session.get(url, timeout=self._upload_timeout) as response:
-                if response.status != 200:
-                    raise error_for_http_status(
-                        response.status, f"video download answered HTTP {response.status}"
-                    )
-                declared = response.content_length
-                if declared is not None and declared > max_bytes:
-                    raise DownloadTooLarge(max_bytes, declared)
-                chunks: list[bytes] = []
-                received = 0
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise DownloadTooLarge(max_bytes, declared)
-                    chunks.append(chunk)
-                return b"".join(chunks)
+            target = url
+            # One deadline for all the hops, as for a single request.
+            async with asyncio.timeout(self._upload_timeout.total):
+                for _hop in range(MAX_DOWNLOAD_REDIRECTS + 1):
+                    async with self._session.get(
+                        target, allow_redirects=False, timeout=self._upload_timeout
+                    ) as response:
+                        if response.status in _REDIRECTS:
+                            target = _redirect_target(response, allowed)
+                            continue
+                        return await _read_video(response, max_bytes)
+            # Not retried here: a CDN that sends the bot round in circles will do so again.
+            raise PixVerseError(
+                f"video download redirected more than {MAX_DOWNLOAD_REDIRECTS} times"
+            )
 
         return await self._with_retries("download", attempt, "download")
 
@@ -319,6 +325,38 @@ class PixVerseClient:
             return min(max(retry_after, 0.0), self._backoff_cap * 4)
         ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+
+async def _read_video(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    if response.status != 200:
+        raise error_for_http_status(
+            response.status, f"video download answered HTTP {response.status}"
+        )
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise DownloadTooLarge(max_bytes, declared)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        received += len(chunk)
+        if received > max_bytes:
+            raise DownloadTooLarge(max_bytes, declared)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _redirect_target(response: aiohttp.ClientResponse, allowed: HostAllowlist) -> str:
+    """Where a redirect points, if ``allowed`` permits it (else ``DownloadRefused``, with
+    nothing fetched there). A relative Location is resolved against the URL redirected."""
+    location = response.headers.get("Location")
+    if not location:
+        raise PixVerseError(f"video download answered HTTP {response.status} without a Location")
+    try:
+        target = str(response.url.join(yarl.URL(location)))
+    except ValueError:
+        target = ""  # unparseable: refused below like any host off the list
+    allowed.check(target, "a result video")
+    return target
 
 
 def _json(body: bytes) -> Any:
