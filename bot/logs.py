@@ -7,7 +7,7 @@ Two kinds of secret reach log records without anyone logging them on purpose:
 - interaction tokens, which the bot never configures: discord.py at DEBUG logs each request
   URL (``/webhooks/{app}/{token}/messages/@original``, ``/interactions/{id}/{token}/callback``)
   and each gateway event as a dict (INTERACTION_CREATE carries ``'token': '…'``). They are
-  masked by pattern.
+  masked by pattern, and so is the keyword form ``token='…'`` of a dataclass repr.
 
 The scrubbing runs when a record is created (a log record factory), so it covers every
 handler any library or test adds, not only ours; ``RedactSecrets`` is the same scrubbing as a
@@ -39,6 +39,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(/(?:webhooks|interactions)/\d+/)([^/\s?#'\"]+)"), rf"\g<1>{MASK}"),
     # JSON bodies and dict reprs: "token": "…", 'token': '…', also "access_token" and the like.
     (re.compile(r"""(["'][\w-]*token["']\s*:\s*["'])([^"']+)""", re.IGNORECASE), rf"\g<1>{MASK}"),
+    # Dataclass reprs and keyword arguments: token='…', interaction_token="…". Our own
+    # reprs leave tokens out (field(repr=False)); this catches any that still print one.
+    (re.compile(r"""(\b[\w-]*token\s*=\s*["'])([^"']+)""", re.IGNORECASE), rf"\g<1>{MASK}"),
     # PixVerse's key header, as a header line or in a dict repr.
     (
         re.compile(r"""(API-KEY["']?\s*[:=]\s*["']?)([^"'\s,}]+)""", re.IGNORECASE),

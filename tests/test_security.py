@@ -22,6 +22,7 @@ import re
 import sqlite3
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from conftest import World, png_bytes, status_text
 from fakediscord import permissions
 from store_fixtures import FakeClock, new_job, open_store
 
+from bot.jobs.progress import JobUpdate, StatusTarget
+from bot.logs import MASK, Redactor
 from bot.pixverse import PixVerseClient
 from bot.pixverse.client import MAX_DOWNLOAD_REDIRECTS
 from bot.pixverse.errors import PixVerseError
@@ -616,6 +619,46 @@ def test_settings_and_client_reprs_hide_the_secrets():
     )
     text = " ".join([repr(settings), str(settings), repr(settings.model_dump()), repr(client)])
     assert "SECRET" not in text
+
+
+INTERACTION_TOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4OTA6SECRETtoken"
+
+
+async def test_jobs_and_status_targets_hide_the_interaction_token(tmp_path):
+    clock = FakeClock()
+    expires = clock.now + timedelta(minutes=15)
+    new = new_job(1, interaction_token=INTERACTION_TOKEN, interaction_expires_at=expires)
+    async with open_store(tmp_path, clock) as store:
+        job = await store.jobs.create(new)
+    assert job.interaction_token == INTERACTION_TOKEN  # still there to use
+    update = JobUpdate.of(job, JobState.QUEUED, simulated=False)
+    assert update.target.token == INTERACTION_TOKEN
+    target = StatusTarget(channel_id=5, message_id=6, token=INTERACTION_TOKEN)
+    for value in (new, job, update, target):
+        assert INTERACTION_TOKEN not in repr(value), type(value).__name__
+        assert INTERACTION_TOKEN not in str(value), type(value).__name__
+    # Still compared: two jobs differing only in their token are not the same job.
+    assert replace(job, interaction_token=None) != job
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"StatusTarget(channel_id=5, token='{INTERACTION_TOKEN}', token_expires_at=1.0)",
+        f'NewJob(guild_id=1, interaction_token="{INTERACTION_TOKEN}", cost=None)',
+        f"call(access_token = '{INTERACTION_TOKEN}')",
+        f"{{'token': '{INTERACTION_TOKEN}'}}",
+    ],
+)
+def test_the_redactor_masks_a_token_in_keyword_form(line):
+    redacted = Redactor([]).redact(line)
+    assert INTERACTION_TOKEN not in redacted
+    assert MASK in redacted
+
+
+def test_the_redactor_leaves_keywords_that_hold_no_token():
+    line = "StatusTarget(channel_id=5, token=None, token_expires_at=1.0, tokens=3)"
+    assert Redactor([]).redact(line) == line
 
 
 # --- members reach only their own jobs --------------------------------------------------------

@@ -7,7 +7,7 @@ coalesced); tests and benchmarks use a recording implementation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.store.models import FINAL_STATES, Job, JobParams, JobState
@@ -27,7 +27,9 @@ class StatusTarget:
 
     channel_id: int
     message_id: int | None = None
-    token: str | None = None  # the interaction token, valid until token_expires_at
+    # The interaction token, valid until token_expires_at; out of the repr (an update is
+    # logged or shown in a traceback now and then, the token must not be).
+    token: str | None = field(default=None, repr=False)
     token_expires_at: float | None = None  # unix seconds
 
 

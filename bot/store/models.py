@@ -117,7 +117,8 @@ class NewJob:
     input: JobInput | None = None
     # A transition's last frame (the first is ``input``).
     last_input: JobInput | None = None
-    interaction_token: str | None = None
+    # Out of the repr: a job logged or shown in a traceback must not leak a live token.
+    interaction_token: str | None = field(default=None, repr=False)
     interaction_expires_at: datetime | None = None
     status_channel_id: int | None = None
     status_message_id: int | None = None
@@ -149,7 +150,8 @@ class Job:
     result_url: str | None
     status_channel_id: int | None
     status_message_id: int | None
-    interaction_token: str | None
+    # Out of the repr, as NewJob's: it edits the member's message until it expires.
+    interaction_token: str | None = field(repr=False)
     interaction_expires_at: datetime | None
     attempts: int
     next_attempt_at: datetime | None
