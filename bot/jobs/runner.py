@@ -63,6 +63,7 @@ from bot.pixverse import (
     new_trace_id,
 )
 from bot.pixverse.catalogue import Catalogue
+from bot.pixverse.hosts import DownloadRefused
 from bot.store import Store
 from bot.store.db import StorageUnavailable
 from bot.store.models import (
@@ -990,6 +991,10 @@ class JobRunner:
                 data = await self._pixverse.download(url, max_bytes=limit)
             except DownloadTooLarge:
                 log.info("Job %d: video over the %d-byte upload limit; linking it", job.id, limit)
+                return None, None
+            except DownloadRefused:
+                # Not a host we download from (hosts.py logged which): asking again changes
+                # nothing, so the member gets the link now rather than after the backoff.
                 return None, None
             except PixVerseError as exc:
                 problem = str(exc)
