@@ -585,14 +585,29 @@ async def test_followup_refusal_whose_connection_drops_still_arrives(world, monk
     await assert_nothing_happened(world, world.member)
 
 
-async def test_accepted_job_whose_reply_hit_a_503_is_charged_once(world):
+@pytest.mark.parametrize(
+    "fault",
+    [pytest.param(("429", 0.3), id="429"), pytest.param(("status", 503), id="503")],
+)
+async def test_accepted_job_whose_reply_hit_a_discord_error_is_shown_and_charged_once(world, fault):
     bot = await world.start_bot()
-    rule = world.fake.inject_fault("POST", CALLBACK, "status", status=503)
+    kind, arg = fault
+    if kind == "429":
+        rule = world.fake.rate_limit("POST", CALLBACK, retry_after=arg)
+    else:
+        rule = world.fake.inject_fault("POST", CALLBACK, "status", status=arg)
     handle = await world.video()
     response = await handle.response(timeout=8)
     assert response.accepted and not response.ephemeral and response.delay < 3
     job = await world.job_final((await world.latest_job()).id)
     assert rule.hits == 1 and job.state is JobState.DONE
+    # The job waited for its reply: the reply is its status message and shows the video. (A
+    # job that finished first found no message, posted its result as a new one and left the
+    # late reply showing "Queued".)
+    assert len([c for c in handle.callbacks if c.accepted]) == 1
+    assert job.status_message_id == handle.original.id
+    await world.until(lambda: "Done" in status_text(handle.original) and handle.original.files)
+    assert world.fake.messages_in(world.channel, include_ephemeral=False) == [handle.original]
     assert await bot.store.jobs.count_for_user(world.guild.id, world.member.id) == 1
     assert (await bot.store.ledger.quota(world.guild.id, world.member.id)).used_today == 45
     assert len(bot.simulator.generate_requests) == 1
