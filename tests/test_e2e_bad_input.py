@@ -18,6 +18,7 @@ from conftest import png_bytes, status_text
 from fakediscord.models import walk_components
 from PIL import Image
 
+from bot.simulator.media import sample_video
 from bot.store.models import JobState
 
 PIXVERSE_WORK = {"image_upload", "media_upload", "img_generate", "text_generate", "extend_generate"}
@@ -329,6 +330,44 @@ async def test_image_sent_as_extend_video_is_refused(world, upload, expected):
     assert upload[0] in text and expected in text, text
 
 
+@pytest.mark.parametrize(
+    ("command", "attachments"),
+    [
+        pytest.param("video", {"image": ("cat.png", png_bytes(), "image/png")}, id="video"),
+        pytest.param("extend", {"video": ("clip.mp4", sample_video(), "video/mp4")}, id="extend"),
+        pytest.param(
+            "transition",
+            {
+                "first": ("cat.png", png_bytes(), "image/png"),
+                "last": ("dog.png", png_bytes(80, 60), "image/png"),
+            },
+            id="transition",
+        ),
+    ],
+)
+async def test_an_attachment_download_that_hangs_is_refused_within_its_time_limit(
+    world, monkeypatch, command, attachments
+):
+    bot = await world.start_bot()
+    # The limit (60 s in use) is shortened below the bot's defer point: the refusal is the
+    # interaction's immediate ephemeral answer, not a "thinking…" left forever. Set on the
+    # module the bot loaded (loading an extension makes a new module object).
+    monkeypatch.setattr(bot.extensions["cogs.generate"], "ATTACHMENT_TIMEOUT", 0.3)
+    world.fake.hang_attachments(5.0)
+    handle = await world.fake.invoke(
+        command,
+        user=world.member,
+        channel=world.channel,
+        options={"prompt": "a cat in the rain"},
+        attachments=attachments,
+    )
+    text = await refusal(world, handle)
+    [first, *_] = attachments.values()
+    assert f"could not download `{first[0]}` from Discord" in text, text
+    assert "attach it again" in text
+    assert world.fake.attachments_hung == 1 and world.fake.file_downloads == []
+
+
 # --- commands from DMs, other members' ids, pages past the end --------------------------------
 
 
@@ -391,6 +430,8 @@ async def test_jobs_page_past_the_end_says_so(world):
     [
         pytest.param("pixbot:reroll:424242", "Job #424242 no longer exists", id="reroll-gone"),
         pytest.param("pixbot:extend:424242", "Job #424242 no longer exists", id="extend-gone"),
+        pytest.param("pixbot:sound:424242", "Job #424242 no longer exists", id="sound-gone"),
+        pytest.param("pixbot:sound:abc", "no longer exists", id="sound-malformed"),
         pytest.param(f"pixbot:reroll:{2**70}", "no longer exists", id="id-past-sqlite"),
         pytest.param("pixbot:reroll:abc", "no longer exists", id="malformed"),
         pytest.param("pixbot:reroll:", "no longer exists", id="no-id"),
@@ -409,17 +450,68 @@ async def test_unknown_or_forged_button_is_answered_ephemerally(world, custom_id
     await assert_nothing_happened(world, world.other)
 
 
+@pytest.mark.parametrize(
+    ("custom_id", "values", "expected"),
+    [
+        pytest.param(
+            "pixbot:extend-modal:999999",
+            {"prompt": "and then"},
+            "Job #999999 no longer exists",
+            id="extend-gone",
+        ),
+        pytest.param(
+            "pixbot:sound-modal:999999",
+            {"sound": "rain"},
+            "Job #999999 no longer exists",
+            id="sound-gone",
+        ),
+        pytest.param(
+            "pixbot:sound-modal:abc", {"sound": "rain"}, "no longer exists", id="malformed"
+        ),
+        pytest.param(
+            "pixbot:extend-modal:", {"prompt": "and then"}, "no longer exists", id="no-id"
+        ),
+        pytest.param(
+            f"pixbot:extend-modal:{2**70}", {"prompt": "x"}, "no longer exists", id="id-past-sqlite"
+        ),
+        pytest.param("pixbot:sound-modal:1", {}, "Job #1 no longer exists", id="empty-form"),
+    ],
+)
+async def test_forged_or_stale_form_is_answered_ephemerally(world, custom_id, values, expected):
+    # A form the bot never opened (or opened for a job that is gone): the same answer as a
+    # button's, never "This interaction failed".
+    await world.start_bot()
+    submit = await world.fake.submit_modal(
+        custom_id, values, user=world.other, channel=world.channel, forged=True
+    )
+    response = await submit.response(timeout=5)
+    assert response.accepted and response.type == 4 and response.ephemeral, response
+    assert expected in response.content and "nothing was charged" in response.content
+    assert len(submit.callbacks) == 1
+    await assert_nothing_happened(world, world.other)
+    assert not world.fake.messages_in(world.channel, include_ephemeral=False)
+
+
 async def test_buttons_of_a_result_after_its_database_was_lost_are_answered(world):
     await world.start_bot()
     source, message = await finished_video(world)
+    # Forms opened before the loss are submitted after it.
+    forms = {}
+    for action, field in (("extend", "prompt"), ("sound", "sound")):
+        click = await world.fake.click(message, f"pixbot:{action}:{source.id}", user=world.other)
+        forms[(await click.wait_modal(timeout=5))["custom_id"]] = {field: "and then"}
     await world.stop_bot()
     # The result message and its buttons outlive the database they pointed into.
     await world.start_bot(database_path=world.tmp_path / "new" / "bot.sqlite3")
-    for action in ("reroll", "extend"):
+    for action in ("reroll", "extend", "sound"):
         click = await world.fake.click(message, f"pixbot:{action}:{source.id}", user=world.other)
         response = await click.response(timeout=5)
         assert response.ephemeral and f"Job #{source.id} no longer exists" in response.content
         assert click.modal is None
+    for custom_id, values in forms.items():
+        submit = await world.fake.submit_modal(custom_id, values, user=world.other)
+        response = await submit.response(timeout=5)
+        assert response.ephemeral and f"Job #{source.id} no longer exists" in response.content
     await assert_nothing_happened(world, world.other)
 
 
@@ -493,14 +585,29 @@ async def test_followup_refusal_whose_connection_drops_still_arrives(world, monk
     await assert_nothing_happened(world, world.member)
 
 
-async def test_accepted_job_whose_reply_hit_a_503_is_charged_once(world):
+@pytest.mark.parametrize(
+    "fault",
+    [pytest.param(("429", 0.3), id="429"), pytest.param(("status", 503), id="503")],
+)
+async def test_accepted_job_whose_reply_hit_a_discord_error_is_shown_and_charged_once(world, fault):
     bot = await world.start_bot()
-    rule = world.fake.inject_fault("POST", CALLBACK, "status", status=503)
+    kind, arg = fault
+    if kind == "429":
+        rule = world.fake.rate_limit("POST", CALLBACK, retry_after=arg)
+    else:
+        rule = world.fake.inject_fault("POST", CALLBACK, "status", status=arg)
     handle = await world.video()
     response = await handle.response(timeout=8)
     assert response.accepted and not response.ephemeral and response.delay < 3
     job = await world.job_final((await world.latest_job()).id)
     assert rule.hits == 1 and job.state is JobState.DONE
+    # The job waited for its reply: the reply is its status message and shows the video. (A
+    # job that finished first found no message, posted its result as a new one and left the
+    # late reply showing "Queued".)
+    assert len([c for c in handle.callbacks if c.accepted]) == 1
+    assert job.status_message_id == handle.original.id
+    await world.until(lambda: "Done" in status_text(handle.original) and handle.original.files)
+    assert world.fake.messages_in(world.channel, include_ephemeral=False) == [handle.original]
     assert await bot.store.jobs.count_for_user(world.guild.id, world.member.id) == 1
     assert (await bot.store.ledger.quota(world.guild.id, world.member.id)).used_today == 45
     assert len(bot.simulator.generate_requests) == 1

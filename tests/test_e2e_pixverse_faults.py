@@ -17,11 +17,12 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import FAST_RUNNER, status_text
+from conftest import FAST_RUNNER, png_bytes, status_text
 from store_fixtures import ledger_state
 
 from bot.jobs import mp4
 from bot.jobs.pause import WAITING_TEXT
+from bot.simulator.media import sample_video
 from bot.store.models import JobState
 
 START = 100_000  # the simulator's starting balance
@@ -357,3 +358,92 @@ async def test_the_balance_probe_survives_failures_while_paused(world: Any, pixv
     assert len(routed(pixverse, "balance")) >= 7
     assert len(pixverse.jobs) == 1
     await assert_charged_once(world, job.id, world.member)
+
+
+# -- 5xx and resets on every endpoint, end to end ----------------------------------------------
+
+
+async def finished_source(world: Any) -> tuple[Any, Any]:
+    """A finished /video of the member's, its video attached: the status message and job."""
+    handle, source = await start_job(world)
+    await delivered_with_video(world, handle, source.id)
+    return handle.original, source
+
+
+async def ask(world: Any, how: str, user: Any, source: tuple[Any, Any] | None) -> Any:
+    """One job of ``user``'s, the way ``how`` names; the handle whose reply is its status."""
+    if how == "video":
+        return await world.video(user)
+    if how == "imagine":
+        return await world.fake.invoke(
+            "imagine", user=user, channel=world.channel, options={"prompt": "a lighthouse"}
+        )
+    if how == "extend":
+        return await world.fake.invoke(
+            "extend",
+            user=user,
+            channel=world.channel,
+            options={"prompt": "and then", "video": ("clip.mp4", sample_video(), "video/mp4")},
+        )
+    if how == "transition":
+        return await world.fake.invoke(
+            "transition",
+            user=user,
+            channel=world.channel,
+            options={"prompt": "day to night"},
+            attachments={
+                "first": ("day.png", png_bytes(64, 48), "image/png"),
+                "last": ("night.png", png_bytes(80, 60), "image/png"),
+            },
+        )
+    assert how == "sound" and source is not None, how
+    message, job = source
+    click = await world.fake.click(message, f"pixbot:sound:{job.id}", user=user)
+    modal = await click.wait_modal(timeout=5)
+    return await world.fake.submit_modal(modal["custom_id"], {}, user=user, channel=world.channel)
+
+
+@pytest.mark.parametrize(
+    ("route", "kind", "how"),
+    [
+        ("image_upload", "http_500", "video"),
+        ("image_upload", "drop", "video"),
+        ("img_generate", "http_500", "video"),
+        ("img_generate", "drop", "video"),
+        ("media_upload", "drop", "extend"),
+        ("extend_generate", "http_500", "extend"),
+        ("extend_generate", "drop", "extend"),
+        ("text_generate", "drop", "imagine"),
+        ("transition_generate", "http_500", "transition"),
+        ("transition_generate", "drop", "transition"),
+        ("sound_effect_generate", "http_500", "sound"),
+        ("sound_effect_generate", "drop", "sound"),
+        ("media", "http_500", "video"),
+        ("media", "drop", "video"),
+    ],
+)
+async def test_a_5xx_or_reset_on_any_endpoint_is_survived_with_one_video_and_one_charge(
+    world: Any, pixverse: Any, route: str, kind: str, how: str
+) -> None:
+    await world.start_bot(pixverse=pixverse, pixverse_options=QUICK)
+    # The source of a Sound comes first, untouched by the fault; another member presses it.
+    source = await finished_source(world) if how == "sound" else None
+    user = world.other
+    jobs_before, balance_before = set(pixverse.jobs), pixverse.balance
+    sent_before = len(routed(pixverse, route))
+    pixverse.inject_fault(route, kind)
+
+    handle = await ask(world, how, user, source)
+    response = await handle.response(timeout=5)
+    assert response.accepted and not response.ephemeral, response
+    job = await delivered_with_video(world, handle, (await world.latest_job(user)).id)
+
+    # The fault was met, and the call made again.
+    assert len(routed(pixverse, route)) - sent_before == 2
+    assert "Failed" not in status_text(handle.original)
+    # One PixVerse video for the job, paid for once at PixVerse and once in the ledger.
+    assert set(pixverse.jobs) - jobs_before == {job.pixverse_video_id}
+    assert pixverse.balance == balance_before - job.cost
+    sent = [r for r in pixverse.generate_requests if r.trace_id == job.trace_id]
+    assert len(sent) == (2 if route.endswith("_generate") else 1)
+    await assert_charged_once(world, job.id, user, used=job.cost)

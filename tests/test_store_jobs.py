@@ -294,6 +294,22 @@ async def test_one_members_ten_jobs_never_hold_back_anothers_one(
     assert (await store.queue.claim_next()).id == alice_jobs[1].id
 
 
+async def test_a_held_job_keeps_its_place_and_starts_when_released_or_its_hold_ends(
+    store: Store, clock: FakeClock
+) -> None:
+    held = await create(store, ALICE, hold_seconds=60)
+    later = await create(store, BOB, hold_seconds=60)
+    assert held.next_attempt_at == clock.now + timedelta(seconds=60)
+    assert await store.queue.queue_position(later.id) == 2
+
+    assert await store.queue.claim_next() is None
+    await store.jobs.set_fields(held.id, status_message_id=9, next_attempt_at=None)
+    assert (await store.queue.claim_next()).id == held.id
+    assert await store.queue.claim_next() is None
+    clock.advance(seconds=60)
+    assert (await store.queue.claim_next()).id == later.id
+
+
 async def test_the_member_who_started_least_recently_goes_first(
     store: Store, clock: FakeClock
 ) -> None:

@@ -11,7 +11,7 @@ and the status message says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -34,6 +34,12 @@ from bot.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# A new job does not start before its status message exists (``shown`` releases it): a job
+# that finished first would find no message, post its result as a new one, and leave the
+# late answer showing "Queued" for good. Longer than any answer discord.py still retries
+# (5xx, 429); a job whose message never came (the process stopped in between) starts then.
+SHOW_HOLD = 60.0
 
 
 class WalletAlerts(Protocol):
@@ -244,9 +250,12 @@ class JobService:
 
     async def accept(self, new: NewJob, role_ids: tuple[int, ...] = ()) -> Accepted:
         """Write the job, its input and its credit reservation in one transaction (the
-        store decides the member's limits atomically); where it stands in line."""
+        store decides the member's limits atomically); where it stands in line. The job
+        waits for ``shown`` (or ``SHOW_HOLD``) before it can start."""
         try:
-            job = await self._store.jobs.create(new, role_ids=list(role_ids))
+            job = await self._store.jobs.create(
+                replace(new, hold_seconds=SHOW_HOLD), role_ids=list(role_ids)
+            )
         except RuleViolation as exc:
             # Options are checked before this; a re-roll of a job whose model or price the
             # catalogue no longer has is refused here, saying what to change.
@@ -291,7 +300,10 @@ class JobService:
         thread hop for both; docs/architecture.md, "CPU"), after it in the same transaction."""
         self._runner.wake()
         await self._store.jobs.set_fields(
-            job_id, status_channel_id=channel_id, status_message_id=message_id
+            job_id,
+            status_channel_id=channel_id,
+            status_message_id=message_id,
+            next_attempt_at=None,
         )
 
     async def remove_and_refund(

@@ -172,8 +172,8 @@ class JobStore:
                 "INSERT INTO jobs (guild_id, channel_id, user_id, kind, parent_job_id, params,"
                 " cost, state, pixverse_img_id, pixverse_media_id, pixverse_last_img_id,"
                 " status_channel_id, status_message_id, interaction_token,"
-                " interaction_expires_at, created_at, updated_at, upload_limit)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " interaction_expires_at, created_at, updated_at, upload_limit, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING *",
                 (
                     new_job.guild_id,
@@ -193,6 +193,7 @@ class JobStore:
                     now,
                     now,
                     new_job.upload_limit,
+                    None if new_job.hold_seconds is None else now + new_job.hold_seconds,
                 ),
             ).fetchone()
             if new_job.input is not None:

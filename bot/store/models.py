@@ -130,6 +130,9 @@ class NewJob:
     cost: int | None = None
     # Bytes the destination accepts as an attachment; None: the runner's default.
     upload_limit: int | None = None
+    # Seconds the job may not start for (its ``next_attempt_at``), unless released sooner:
+    # a job waits for its status message (``JobService.accept`` and ``shown``).
+    hold_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

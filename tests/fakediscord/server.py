@@ -143,6 +143,10 @@ class FakeDiscord:
         self.request_log: list[RequestRecord] = []
         self.gateway_log: list[tuple[float, str, dict[str, Any]]] = []
         self.file_downloads: list[StoredFile] = []
+        # Seconds an attachment download waits before its answer (`hang_attachments`), and
+        # how many requests were held so.
+        self.attachment_hang = 0.0
+        self.attachments_hung = 0
         self.rate_limits: list[RateLimitRule] = []
         self._nonces: dict[tuple[int, str], tuple[Message, float]] = {}
         self.rate_limited: list[RequestRecord] = []  # answered 429, enforced or injected
@@ -224,11 +228,21 @@ class FakeDiscord:
             stored = None
         if stored is None or stored.expired or stored.filename != request.match_info["filename"]:
             return web.Response(status=404, text="This content is no longer available.")
+        if self.attachment_hang > 0:
+            self.attachments_hung += 1
+            self.notify()
+            # Bounded; the server's shutdown ends a sleep still running.
+            await asyncio.sleep(self.attachment_hang)
         self.file_downloads.append(stored)
         self.notify()
         return web.Response(
             body=stored.data, content_type=stored.content_type or "application/octet-stream"
         )
+
+    def hang_attachments(self, seconds: float) -> None:
+        """Make every attachment download wait ``seconds`` before it is answered, as a
+        stalled CDN would (0: answer at once again)."""
+        self.attachment_hang = seconds
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text="Not Found")
@@ -825,17 +839,25 @@ class FakeDiscord:
         message: Message | None = None,
         locale: str = "en-US",
         timeout: float = 5.0,
+        forged: bool = False,
     ) -> InteractionHandle:
         """Submit the modal the bot opened with `custom_id`, filling its inputs with `values`
-        (custom_id → text, or list of values for selects)."""
+        (custom_id → text, or list of values for selects). With `forged`, submit a form the
+        bot never opened (a stale or forged client): one action row per text input, in
+        `channel`."""
         opened = self.modals.get(custom_id)
-        if opened is None:
+        if forged:
+            if channel is None:
+                raise FakeDiscordError("a forged modal submit needs its channel")
+            modal: dict[str, Any] | None = None
+        elif opened is None:
             raise FakeDiscordError(
                 f"the bot never opened a modal {custom_id!r}; opened: {sorted(self.modals)}"
             )
-        modal, origin = opened
-        channel = channel or origin.channel
-        message = message or origin.message
+        else:
+            modal, origin = opened
+            channel = channel or origin.channel
+            message = message or origin.message
         guild = self._guild_of(channel, guild)
         data = {
             "custom_id": custom_id,
