@@ -470,12 +470,14 @@ SHIPPED_CATALOGUE = Path(__file__).resolve().parents[1] / "bot" / "pixverse" / "
 
 
 def dearer_catalogue(folder: Path) -> Path:
-    """The shipped catalogue with v6 dearer at 360p and 540p, and c1 at 360p."""
+    """The shipped catalogue with v6 dearer at 360p and 540p: the cheapest second is then
+    v6's at 720p (9)."""
     text = SHIPPED_CATALOGUE.read_text(encoding="utf-8")
     for old, new in [('"540p" = 7\n', '"540p" = 70\n'), ('"360p" = 5\n', '"360p" = 50\n')]:
+        assert text.count(old) == 1, old
         text = text.replace(old, new)
     path = folder / "dearer.toml"
-    path.write_text(text.replace('"360p" = 6\n', '"360p" = 60\n'), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -490,4 +492,4 @@ async def test_quota_shows_what_a_video_costs_from_the_catalogue(world, tmp_path
     dearer = dearer_catalogue(tmp_path)
     await world.start_bot(pixverse_catalogue=dearer, default_model="v6", default_duration=2)
     shown = fields(await quota(world))
-    assert shown["A video costs"].startswith("140 with the defaults (v6 · 540p · 2 s); from 8 ")
+    assert shown["A video costs"].startswith("140 with the defaults (v6 · 540p · 2 s); from 9 ")
