@@ -540,7 +540,9 @@ class JobRunner:
             await self._fail(job, str(failure))
             return
         except PixVerseError as exc:
-            await self._fail(job, explain(exc))
+            # Refused at upload or submit (500052, 500054, 500063): a strike as much as a
+            # result in status 7 (docs/pixverse.md, "Envelope and errors").
+            await self._fail(job, explain(exc), moderated=isinstance(exc, ModerationRejected))
             return
         if job.state is JobState.GENERATING:
             # PixVerse's clock started when it accepted the request, just now: the stored
@@ -879,12 +881,10 @@ class JobRunner:
                 has_audio=result.has_audio,
             )
         elif status == VideoStatus.MODERATED:
-            # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
-            # so a crash in between cannot lose it and a second look cannot count it twice.
-            await self._store.strikes.record(job.id)
             await self._finish_failed(
                 entry,
                 "PixVerse's content moderation refused this video: change the image or prompt.",
+                moderated=True,
             )
         elif status == VideoStatus.FAILED:
             await self._finish_failed(entry, "PixVerse could not generate this video.")
@@ -955,12 +955,20 @@ class JobRunner:
         )
         self.wake(queue_changed=False)
 
-    async def _finish_failed(self, entry: _Generating, reason: str) -> None:
+    async def _finish_failed(
+        self, entry: _Generating, reason: str, *, moderated: bool = False
+    ) -> None:
         self._untrack(entry.job.id, finished=True)
-        await self._fail(entry.job, reason)
+        await self._fail(entry.job, reason, moderated=moderated)
 
-    async def _fail(self, job: Job, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str, *, moderated: bool = False) -> None:
+        """End the job failed, its credits released. ``moderated``: PixVerse's moderation
+        refused it, at upload, at submit or as the result's status 7."""
         log.info("Job %d failed: %s", job.id, reason)
+        if moderated:
+            # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
+            # so a crash in between cannot lose it and a second look cannot count it twice.
+            await self._store.strikes.record(job.id)
         if await self._jobs.finish_failed(job.id, reason):
             self._observer.finished(job, JobState.FAILED, job.cost)
             fresh = await self._jobs.get(job.id)
