@@ -86,7 +86,9 @@ class Cluster:
         store.leases.hand_over = nothing  # type: ignore[method-assign]
         await self.runners.pop(name).stop()
 
-    async def job(self, user: int, prompt: str = "a cat") -> int:
+    async def job(self, user: int, prompt: str = "a cat", *, shown: bool = True) -> int:
+        """A new queued job; ``shown``: its status message is recorded, as the intake does
+        once it answered the interaction."""
         params = JobParams(prompt=prompt, model="v4.5", quality=Quality.P540, duration=5)
         job = await self.store.jobs.create(
             NewJob(
@@ -97,9 +99,16 @@ class Cluster:
                 input=JobInput("cat.png", "image/png", png()),
             )
         )
+        if shown:
+            await self.show(job.id)
         for runner in self.runners.values():
             runner.wake()
         return job.id
+
+    async def show(self, job_id: int) -> None:
+        await self.store.jobs.set_fields(
+            job_id, status_channel_id=2, status_message_id=10_000 + job_id
+        )
 
     async def owners(self) -> dict[int, str | None]:
         rows = await self.db.fetch_all("SELECT id, owner FROM jobs")
@@ -326,6 +335,15 @@ async def test_a_final_state_marked_to_be_shown_again_is_delivered_again(
     assert len(cluster.sim.jobs) == 1
 
 
+def told_of_pause(cluster: Cluster, job_id: int) -> int:
+    """How many times any runner told this job's member that the queue waits for credits."""
+    return sum(
+        update.waiting == WAITING_TEXT
+        for recorder in cluster.recorders.values()
+        for update in recorder.for_job(job_id)
+    )
+
+
 async def test_a_pause_for_credits_in_one_process_stops_the_others_submits(
     cluster: Cluster,
 ) -> None:
@@ -340,20 +358,20 @@ async def test_a_pause_for_credits_in_one_process_stops_the_others_submits(
         while a.paused_since is None or b.paused_since is None:
             await asyncio.sleep(0.02)
     assert a.paused_since == b.paused_since
-    waiting = [await cluster.job(user) for user in (2, 3, 4)]
+    waiting = [await cluster.job(user) for user in (2, 3)]
+    # A job whose status message is not there yet is told once it is, not before.
+    unseen = await cluster.job(4, shown=False)
     await asyncio.sleep(1.0)  # both dispatchers look at the queue ten times, five probes each
+    assert told_of_pause(cluster, unseen) == 0
+    await cluster.show(unseen)
+    waiting.append(unseen)
+    await asyncio.sleep(0.5)
 
     assert len(cluster.sim.generate_requests) == 1  # the refused one only
     for job_id in (refused, *waiting):
         job = await cluster.store.jobs.get(job_id)
         assert job is not None and job.state is JobState.QUEUED
-        told = [
-            update
-            for recorder in cluster.recorders.values()
-            for update in recorder.for_job(job_id)
-            if update.waiting == WAITING_TEXT
-        ]
-        assert len(told) == 1, job_id
+        assert told_of_pause(cluster, job_id) == 1, job_id
     assert len(cluster.notices.saying("out of credits")) == 1
 
     cluster.sim.set_balance(1000)

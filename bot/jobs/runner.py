@@ -487,10 +487,13 @@ class JobRunner:
             # of them: the memory of what was shown is dropped) once the queue resumes.
             self._positions = {}
             batch = await self._store.queue.next_fair_batch(PAUSE_TOLD)
+            # A job whose status message is not recorded yet is told at a later pass: told
+            # before its message exists, it would be marked told and never see it.
             shown = {
                 job.id: job
                 for job in batch
-                if self._shows_server is None or self._shows_server(job.guild_id)
+                if job.status_message_id is not None
+                and (self._shows_server is None or self._shows_server(job.guild_id))
             }
             for job_id in await self._pause.tell(shown):
                 await self._report(shown[job_id], JobState.QUEUED, waiting=WAITING_TEXT)
