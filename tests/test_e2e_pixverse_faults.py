@@ -345,6 +345,62 @@ async def test_out_of_credits_pauses_the_queue_until_the_account_is_topped_up(
     assert bot.runner.paused_since is None
 
 
+async def test_a_pause_for_credits_outlives_a_restart_and_members_are_told_once(
+    world: Any, pixverse: Any
+) -> None:
+    log = world.fake.add_channel(world.guild, "mod-log")
+    pixverse.set_balance(0)
+    bot = await world.start_bot(pixverse=pixverse, pixverse_options=QUICK)
+    handle = await world.fake.invoke(
+        "mod log-channel", user=world.admin, channel=world.channel, options={"channel": log}
+    )
+    assert (await handle.response(timeout=5)).accepted
+    first_handle, first = await start_job(world, world.member)
+    await world.until(lambda: bot.runner.paused_since is not None)
+    second_handle, second = await start_job(world, world.other)
+    waiting = (first_handle, second_handle)
+    for status in waiting:
+        await world.until(lambda s=status: WAITING_TEXT in status_text(s.original))
+    await world.until(
+        lambda: any("out of credits" in m.content for m in world.fake.messages_in(log))
+    )
+    since = bot.runner.paused_since
+    assert len(pixverse.generate_requests) == 1  # the refused one
+
+    await world.stop_bot()
+    bot = await world.start_bot(pixverse=pixverse, pixverse_options=QUICK)
+
+    # Still paused, from the same moment: nothing is submitted, nobody is told again.
+    assert bot.runner.paused_since == since
+    await asyncio.sleep(1.0)  # five balance probes, all finding the account empty
+    assert len(pixverse.generate_requests) == 1
+    assert len(routed(pixverse, "balance")) >= 3
+    for job in (first, second):
+        assert (await bot.store.jobs.get(job.id)).state is JobState.QUEUED
+        assert await ledger_state(bot.store, job.id) == "reserved"
+    for status in waiting:
+        assert ever_showed(status.original, WAITING_TEXT) == 1
+    status = await world.fake.invoke("status", user=world.admin, channel=world.channel)
+    assert "out of credits" in str((await status.response(timeout=5)).data)
+    assert len([m for m in world.fake.messages_in(log) if "out of credits" in m.content]) == 1
+
+    pixverse.set_balance(1000)
+
+    first = await delivered_with_video(world, first_handle, first.id)
+    await delivered_with_video(world, second_handle, second.id)
+    assert [r.trace_id for r in pixverse.generate_requests].count(first.trace_id) == 2
+    assert len(pixverse.jobs) == 2 and pixverse.balance == 1000 - 2 * COST
+    await assert_charged_once(world, first.id, world.member)
+    await assert_charged_once(world, second.id, world.other)
+    for status in waiting:
+        assert ever_showed(status.original, WAITING_TEXT) == 1
+    await world.until(
+        lambda: any("credits again" in m.content for m in world.fake.messages_in(log))
+    )
+    assert bot.runner.paused_since is None
+    assert await bot.store.pause.current() is None
+
+
 async def test_the_balance_probe_survives_failures_while_paused(world: Any, pixverse: Any) -> None:
     pixverse.set_balance(0)
     bot = await world.start_bot(pixverse=pixverse, pixverse_options=QUICK)

@@ -4,7 +4,8 @@ client, the fake Discord, the embedded simulator.
 * BUDGET_DAILY_CREDITS: past the budget a video is refused with the reset time; at 80 %
   every server's moderation log is warned once that UTC day, restarts included.
 * MODERATION_STRIKES: the member whose videos PixVerse's moderation refuses that many times
-  in a day is blocked in the server, the log channel is told, and a moderator unblocks.
+  in a day (as a result in status 7, or at upload or submit) is blocked in the server, the
+  log channel is told, and a moderator unblocks.
 * COMMAND_COOLDOWN_SECONDS: a member's command or result button within the wait after their
   last accepted job is refused before any work, and the refusal does not restart the wait.
 """
@@ -16,6 +17,8 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from store_fixtures import ledger_state
 
 from bot.simulator import MODERATION_MARKER
 from bot.store.models import JobState
@@ -226,6 +229,44 @@ async def test_a_moderator_unblocks_a_member_the_strikes_blocked(world):
     # A fresh count after the unblock: one more refusal does not block again.
     await moderated_video(world)
     assert not (await world.bot.store.ledger.quota(world.guild.id, world.member.id)).blocked
+
+
+async def refused_by_moderation_at(world: Any, route: str, err_code: int) -> Any:
+    """A video PixVerse's moderation refuses at once, when ``route`` is called."""
+    world.bot.simulator.inject_fault(route, "err_code", err_code=err_code)
+    job = await world.job_final((await accepted(world, await world.video())).id)
+    assert job.state is JobState.FAILED and "moderation refused" in job.error, job.error
+    return job
+
+
+async def test_moderation_refusals_at_submit_and_upload_are_strikes_too(world):
+    """PixVerse's moderation may refuse a request at once (500054 at submit, 500052 at
+    upload) rather than as a result in status 7: the account counts them all the same."""
+    log = world.fake.add_channel(world.guild, "mod-log")
+    bot = await world.start_bot(moderation_strikes=2)
+    await mod(world, "log-channel", channel=log)
+    balance = bot.simulator.balance
+
+    first = await refused_by_moderation_at(world, "img_generate", 500054)
+    entry = await log_entry(world, log, first.id)
+    assert "Moderation strikes: 1 of 2 today" in embed_text(entry)
+    assert "blocked" not in embed_text(entry)
+    assert not (await bot.store.ledger.quota(world.guild.id, world.member.id)).blocked
+
+    second = await refused_by_moderation_at(world, "image_upload", 500052)
+    entry = await log_entry(world, log, second.id)
+    assert f"<@{world.member.id}> is now blocked" in entry.content, embed_text(entry)
+    assert "Moderation strikes: 2 of 2 today: member blocked" in embed_text(entry)
+    assert not entry.current.pings_anyone
+
+    view = await bot.store.ledger.quota(world.guild.id, world.member.id)
+    assert view.blocked and "moderation refused 2 of your videos today" in view.block_reason
+    assert (view.used_today, view.reserved) == (0, 0)  # nothing charged
+    for job in (first, second):
+        assert await ledger_state(bot.store, job.id) == "released"
+    assert bot.simulator.balance == balance and not bot.simulator.jobs
+    await refused(await world.video(), "blocked", "moderation refused 2 of your videos")
+    await accepted(world, await world.video(world.other))  # only this member
 
 
 # -- the wait between a member's jobs --------------------------------------------------------

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from test_runner import FAST, Recorder, png
 
+from bot.jobs.pause import WAITING_TEXT
 from bot.jobs.runner import JobRunner
 from bot.pixverse import PixVerseClient
 from bot.pixverse.rules import Quality
@@ -33,6 +34,19 @@ LEASE = 0.6  # seconds: renewed every 0.2 s
 LIMITS = Limits(100_000, max_jobs_per_user=20)
 
 
+class Notices:
+    """The operators' notices (the moderation logs), from every runner."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def notice(self, text: str) -> None:
+        self.texts.append(text)
+
+    def saying(self, part: str) -> list[str]:
+        return [text for text in self.texts if part in text]
+
+
 class Cluster:
     """Runner "processes" sharing one database and one PixVerse."""
 
@@ -42,6 +56,7 @@ class Cluster:
         self.runners: dict[str, JobRunner] = {}
         self.stores: dict[str, Store] = {}
         self.recorders: dict[str, Recorder] = {}
+        self.notices = Notices()
 
     async def start(
         self,
@@ -55,7 +70,7 @@ class Cluster:
         store = Store.on(self.db, limits=LIMITS, lease=LeaseTerms(name, lease))
         recorder = Recorder()
         config = replace(FAST, max_active=max_active, idle_check=idle_check, webhooks=webhooks)
-        runner = JobRunner(store, self.client, recorder, config)
+        runner = JobRunner(store, self.client, recorder, config, notices=self.notices)
         await runner.start()
         self.runners[name], self.stores[name], self.recorders[name] = runner, store, recorder
         return runner
@@ -71,7 +86,9 @@ class Cluster:
         store.leases.hand_over = nothing  # type: ignore[method-assign]
         await self.runners.pop(name).stop()
 
-    async def job(self, user: int, prompt: str = "a cat") -> int:
+    async def job(self, user: int, prompt: str = "a cat", *, shown: bool = True) -> int:
+        """A new queued job; ``shown``: its status message is recorded, as the intake does
+        once it answered the interaction."""
         params = JobParams(prompt=prompt, model="v4.5", quality=Quality.P540, duration=5)
         job = await self.store.jobs.create(
             NewJob(
@@ -82,9 +99,16 @@ class Cluster:
                 input=JobInput("cat.png", "image/png", png()),
             )
         )
+        if shown:
+            await self.show(job.id)
         for runner in self.runners.values():
             runner.wake()
         return job.id
+
+    async def show(self, job_id: int) -> None:
+        await self.store.jobs.set_fields(
+            job_id, status_channel_id=2, status_message_id=10_000 + job_id
+        )
 
     async def owners(self) -> dict[int, str | None]:
         rows = await self.db.fetch_all("SELECT id, owner FROM jobs")
@@ -309,3 +333,51 @@ async def test_a_final_state_marked_to_be_shown_again_is_delivered_again(
     assert len(finals) == 2 and finals[0] == "a"
     assert (await cluster.store.jobs.get(job_id)).state is JobState.DONE  # type: ignore[union-attr]
     assert len(cluster.sim.jobs) == 1
+
+
+def told_of_pause(cluster: Cluster, job_id: int) -> int:
+    """How many times any runner told this job's member that the queue waits for credits."""
+    return sum(
+        update.waiting == WAITING_TEXT
+        for recorder in cluster.recorders.values()
+        for update in recorder.for_job(job_id)
+    )
+
+
+async def test_a_pause_for_credits_in_one_process_stops_the_others_submits(
+    cluster: Cluster,
+) -> None:
+    """500090 met by one process pauses the whole bot: the other submits nothing either,
+    each waiting member is told once (by whichever process), the operators hear of it once,
+    and the probe that finds credits in one process lets both go on."""
+    a = await cluster.start("a", max_active=4)
+    b = await cluster.start("b", max_active=4)
+    cluster.sim.set_balance(0)
+    refused = await cluster.job(1)
+    async with asyncio.timeout(5):
+        while a.paused_since is None or b.paused_since is None:
+            await asyncio.sleep(0.02)
+    assert a.paused_since == b.paused_since
+    waiting = [await cluster.job(user) for user in (2, 3)]
+    # A job whose status message is not there yet is told once it is, not before.
+    unseen = await cluster.job(4, shown=False)
+    await asyncio.sleep(1.0)  # both dispatchers look at the queue ten times, five probes each
+    assert told_of_pause(cluster, unseen) == 0
+    await cluster.show(unseen)
+    waiting.append(unseen)
+    await asyncio.sleep(0.5)
+
+    assert len(cluster.sim.generate_requests) == 1  # the refused one only
+    for job_id in (refused, *waiting):
+        job = await cluster.store.jobs.get(job_id)
+        assert job is not None and job.state is JobState.QUEUED
+        assert told_of_pause(cluster, job_id) == 1, job_id
+    assert len(cluster.notices.saying("out of credits")) == 1
+
+    cluster.sim.set_balance(1000)
+    await cluster.until_settled([refused, *waiting])
+    for job_id in (refused, *waiting):
+        assert (await cluster.store.jobs.get(job_id)).state is JobState.DONE  # type: ignore[union-attr]
+    assert len(cluster.notices.saying("credits again")) == 1
+    assert a.paused_since is None and b.paused_since is None
+    assert len(cluster.sim.jobs) == 4 and set(cluster.videos_per_trace().values()) == {1}

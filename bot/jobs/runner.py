@@ -82,6 +82,7 @@ T = TypeVar("T")
 CLAIM_BATCH = 50  # queued jobs claimed in one transaction at most
 QUEUE_SHOWN = 50  # queued jobs whose position in line is kept up to date
 PAUSE_TOLD = 1000  # queued jobs told of a pause for credits, first in line first
+PAUSE_READ_EVERY = 0.5  # seconds between reads of the pause for credits (several processes)
 RETRY_WAITING = "PixVerse is not answering well right now; trying again shortly"
 UNANSWERED_WAITING = (
     "PixVerse did not answer the request; the bot asks again with the same request "
@@ -242,6 +243,7 @@ class JobRunner:
         self._stopping = False
         self._positions: dict[int, int] = {}
         self._pause = CreditPause(
+            store.pause,
             self._probe_balance,
             notices,
             probe_every=self._config.credit_probe_every,
@@ -251,6 +253,7 @@ class JobRunner:
         self._unanswered: dict[int, int] = {}  # job id -> rounds its submit went unanswered
         self._relays: set[asyncio.Task[None]] = set()  # webhooks passed on to other processes
         self._listening = False
+        self._pause_read = float("-inf")  # monotonic time of the last read of the pause
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -261,6 +264,8 @@ class JobRunner:
         for key, seconds in stats.avg_generation_seconds.items():
             self._estimator.record(key, seconds)
         self._services = []
+        # A pause for credits outlives a restart: nothing is submitted until a probe lifts it.
+        await self._pause.restore()
         if self._store.leases is not None and not self._listening:
             # Webhooks land on any process; each passes on those of jobs it does not run.
             self._listening = await self._store.db.listen(RELAY_CHANNEL, self._relayed)
@@ -379,13 +384,14 @@ class JobRunner:
                 log.exception("Lease pass failed; retrying shortly")
 
     async def _lease_pass(self) -> None:
-        """Say this process lives, share the request rate among those alive, renew the
-        leases of the jobs it runs (letting go of those another process ended or took), and
-        take over the jobs whose process died."""
+        """Say this process lives, share the request rate among those alive, follow the pause
+        for credits, renew the leases of the jobs it runs (letting go of those another
+        process ended or took), and take over the jobs whose process died."""
         leases = self._store.leases
         assert leases is not None
         alive = await leases.heartbeat()
         self._budget.set_rate(self._config.requests_per_second / alive)
+        await self._follow_pause()  # before taking over jobs that would submit
         held = {*self._starting, *self._generating, *self._delivery.jobs}
         for job_id in await leases.renew(held):
             self._let_go(job_id)
@@ -441,6 +447,8 @@ class JobRunner:
 
     async def _fill_slots(self) -> bool:
         """Start queued jobs while slots are free; True when no queued job can start now."""
+        if self._store.leases is not None:
+            await self._follow_pause()
         while (
             self.active < self._config.max_active
             and self._monotonic() >= self._busy_until
@@ -451,7 +459,11 @@ class JobRunner:
             # limit is counted in the database as well.
             shared = self._config.max_active if self._store.leases is not None else None
             wanted = min(self._config.max_active - self.active, CLAIM_BATCH)
-            jobs = await self._store.queue.claim_many(wanted, max_active=shared)
+            # A pause for credits another process began holds from its commit, before this
+            # one reads it (``_follow_pause``): the claim itself checks.
+            jobs = await self._store.queue.claim_many(
+                wanted, max_active=shared, unless_paused=shared is not None
+            )
             for job in jobs:
                 self._launch(job)
             if len(jobs) < wanted:
@@ -460,16 +472,32 @@ class JobRunner:
                 return shared is None
         return False
 
+    async def _follow_pause(self) -> None:
+        """Several processes: a pause for credits another one began (or lifted) holds here
+        too. Read at most once a PAUSE_READ_EVERY, not at every wake-up of the dispatcher."""
+        now = self._monotonic()
+        if now - self._pause_read < PAUSE_READ_EVERY:
+            return
+        self._pause_read = now
+        await self._pause.refresh()
+
     async def _show_queue(self) -> None:
         if self._pause.active:
-            # Each waiting member is told once why nothing moves; places are shown again
-            # (all of them: the memory of what was shown is dropped) once the queue resumes.
+            # Each waiting member is told once why nothing moves (marked in the database, so
+            # not again after a restart or by another process); places are shown again (all
+            # of them: the memory of what was shown is dropped) once the queue resumes.
             self._positions = {}
-            for job in await self._store.queue.next_fair_batch(PAUSE_TOLD):
-                if self._shows_server is not None and not self._shows_server(job.guild_id):
-                    continue
-                if self._pause.tell(job.id):
-                    await self._report(job, JobState.QUEUED, waiting=WAITING_TEXT)
+            batch = await self._store.queue.next_fair_batch(PAUSE_TOLD)
+            # A job whose status message is not recorded yet is told at a later pass: told
+            # before its message exists, it would be marked told and never see it.
+            shown = {
+                job.id: job
+                for job in batch
+                if job.status_message_id is not None
+                and (self._shows_server is None or self._shows_server(job.guild_id))
+            }
+            for job_id in await self._pause.tell(shown):
+                await self._report(shown[job_id], JobState.QUEUED, waiting=WAITING_TEXT)
             return
         waiting = await self._store.queue.next_fair_batch(QUEUE_SHOWN)
         positions = {job.id: position for position, job in enumerate(waiting, start=1)}
@@ -516,7 +544,9 @@ class JobRunner:
             await self._fail(job, str(failure))
             return
         except PixVerseError as exc:
-            await self._fail(job, explain(exc))
+            # Refused at upload or submit (500052, 500054, 500063): a strike as much as a
+            # result in status 7 (docs/pixverse.md, "Envelope and errors").
+            await self._fail(job, explain(exc), moderated=isinstance(exc, ModerationRejected))
             return
         if job.state is JobState.GENERATING:
             # PixVerse's clock started when it accepted the request, just now: the stored
@@ -713,7 +743,7 @@ class JobRunner:
     async def _requeue_for_credits(self, job: Job) -> None:
         """500090: the whole queue pauses; this job waits in line, trace id and reservation
         kept, as if it had never started."""
-        self._pause.pause(job.cost)
+        await self._pause.pause(job.cost)
         moved = await self._jobs.transition(
             job.id,
             (JobState.UPLOADING, JobState.SUBMITTED),
@@ -727,7 +757,7 @@ class JobRunner:
         )
         if moved:
             log.info("Job %d: back in the queue until the PixVerse account has credits", job.id)
-            if self._pause.tell(job.id):
+            if await self._pause.tell([job.id]):
                 await self._report(job, JobState.QUEUED, waiting=WAITING_TEXT)
 
     async def _requeue_unanswered(self, job: Job, unanswered: _Unanswered) -> None:
@@ -855,12 +885,10 @@ class JobRunner:
                 has_audio=result.has_audio,
             )
         elif status == VideoStatus.MODERATED:
-            # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
-            # so a crash in between cannot lose it and a second look cannot count it twice.
-            await self._store.strikes.record(job.id)
             await self._finish_failed(
                 entry,
                 "PixVerse's content moderation refused this video: change the image or prompt.",
+                moderated=True,
             )
         elif status == VideoStatus.FAILED:
             await self._finish_failed(entry, "PixVerse could not generate this video.")
@@ -931,12 +959,20 @@ class JobRunner:
         )
         self.wake(queue_changed=False)
 
-    async def _finish_failed(self, entry: _Generating, reason: str) -> None:
+    async def _finish_failed(
+        self, entry: _Generating, reason: str, *, moderated: bool = False
+    ) -> None:
         self._untrack(entry.job.id, finished=True)
-        await self._fail(entry.job, reason)
+        await self._fail(entry.job, reason, moderated=moderated)
 
-    async def _fail(self, job: Job, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str, *, moderated: bool = False) -> None:
+        """End the job failed, its credits released. ``moderated``: PixVerse's moderation
+        refused it, at upload, at submit or as the result's status 7."""
         log.info("Job %d failed: %s", job.id, reason)
+        if moderated:
+            # A strike for the member (MODERATION_STRIKES), kept per job before the job ends,
+            # so a crash in between cannot lose it and a second look cannot count it twice.
+            await self._store.strikes.record(job.id)
         if await self._jobs.finish_failed(job.id, reason):
             self._observer.finished(job, JobState.FAILED, job.cost)
             fresh = await self._jobs.get(job.id)

@@ -1,6 +1,6 @@
 """The bot's SQLite store: one connection, migrations, the credit ledger, jobs, the fair
-queue, admin, moderation, and the operator's wallet (daily budget, moderation strikes, the
-wait between a member's jobs).
+queue, admin, moderation, the operator's wallet (daily budget, moderation strikes, the
+wait between a member's jobs), and the queue's pause for credits.
 
 Open it once at start, with the operator's limits, and inject it::
 
@@ -57,6 +57,7 @@ from bot.store.models import (
     TopEntry,
 )
 from bot.store.moderation import Moderation, ServerRules
+from bot.store.pause import CreditPauseRecord, Paused
 from bot.store.pg import is_postgres_url, open_postgres
 from bot.store.queue import FairQueue
 from bot.store.strikes import Strike, Strikes
@@ -73,6 +74,7 @@ __all__ = [
     "CancelResult",
     "Clock",
     "CoolingDown",
+    "CreditPauseRecord",
     "Database",
     "FairQueue",
     "GuildSettings",
@@ -91,6 +93,7 @@ __all__ = [
     "MemberBlocked",
     "Moderation",
     "NewJob",
+    "Paused",
     "QueueStats",
     "QuotaAdmin",
     "QuotaView",
@@ -130,6 +133,7 @@ class Store:
     moderation: Moderation
     budget: Budget
     strikes: Strikes
+    pause: CreditPauseRecord  # the queue's pause for credits (500090)
     leases: Leases | None = None  # several processes share the database
 
     @property
@@ -196,6 +200,7 @@ class Store:
             moderation=Moderation(db, clock=clock),
             budget=Budget(db, limits=limits, clock=clock),
             strikes=Strikes(db, limits=limits, clock=clock, actor_id=bot_user_id),
+            pause=CreditPauseRecord(db),
             leases=leases,
         )
 

@@ -429,15 +429,22 @@ class JobStore:
         extra, values = _assignments(fields)
         now = self._now()
         marks = ", ".join("?" for _ in froms)
+        # A stamp the caller sets is not stamped as well: PostgreSQL refuses two assignments
+        # to one column (SQLite would keep the last).
+        stamps, stamped = "", []
+        if "started_at" not in fields:
+            stamps += ", started_at = CASE WHEN ? = 'queued' THEN started_at"
+            stamps += "  ELSE COALESCE(started_at, ?) END"
+            stamped += [target.value, now]
+        if "submitted_at" not in fields:
+            stamps += ", submitted_at = CASE WHEN ? = 'submitted' THEN COALESCE(submitted_at, ?)"
+            stamps += "  ELSE submitted_at END"
+            stamped += [target.value, now]
         sql = (
-            "UPDATE jobs SET state = ?, updated_at = ?,"
-            " started_at = CASE WHEN ? = 'queued' THEN started_at"
-            "  ELSE COALESCE(started_at, ?) END,"
-            " submitted_at = CASE WHEN ? = 'submitted' THEN COALESCE(submitted_at, ?)"
-            f"  ELSE submitted_at END{extra} WHERE id = ? AND state IN ({marks})"
+            f"UPDATE jobs SET state = ?, updated_at = ?{stamps}{extra}"
+            f" WHERE id = ? AND state IN ({marks})"
         )
-        params = [target.value, now, target.value, now, target.value, now, *values, job_id]
-        params += froms
+        params = [target.value, now, *stamped, *values, job_id, *froms]
 
         def move(conn: sqlite3.Connection) -> bool:
             changed = conn.execute(sql, params).rowcount == 1

@@ -236,7 +236,8 @@ CREATE INDEX ix_jobs_token ON jobs (interaction_expires_at) WHERE interaction_to
 #   day's 80 % warning was claimed (once a day, also across restarts). Kept by ledger.commit;
 #   a moderator's refund does not lower it (PixVerse charged the account all the same). It
 #   starts from guild_days, which already sums each server's day (less earlier refunds).
-# * moderation_strikes: one row per job PixVerse's moderation refused (result status 7),
+# * moderation_strikes: one row per job PixVerse's moderation refused (result status 7, or
+#   ErrCode 500052/500054/500063 at upload or submit),
 #   counted per member, server and UTC day; ``number`` is the member's count with this one,
 #   ``blocked`` whether it blocked them.
 _V9 = """

@@ -18,6 +18,7 @@ from bot.store.db import Database
 from bot.store.leases import Leases
 from bot.store.ledger import role_json
 from bot.store.models import FINAL_STATES, Job, JobState
+from bot.store.pause import PAUSE_KEY
 
 _ELIGIBLE = "j.state = 'queued' AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= :now)"
 _LAST_START = "(SELECT MAX(s.started_at) FROM jobs AS s WHERE s.user_id = j.user_id)"
@@ -109,13 +110,15 @@ class FairQueue:
         exclude_users: Iterable[int] = (),
         state: JobState = JobState.UPLOADING,
         max_active: int | None = None,
+        unless_paused: bool = False,
     ) -> list[Job]:
         """Up to ``limit`` jobs, claimed as ``claim_next`` would one after another, in one
         transaction (one thread hop); fewer than ``limit`` when no more can start.
 
         With ``max_active``, only while fewer jobs than that run, counted in the database:
-        the bot-wide limit when several processes share it. With leases, this process
-        becomes the jobs' owner."""
+        the bot-wide limit when several processes share it. With ``unless_paused``, none
+        while the queue is paused for credits (``bot.store.pause``), whichever process
+        paused it. With leases, this process becomes the jobs' owner."""
         now, exclude = self._now(), role_json(exclude_users)
         if JobState(state) in FINAL_STATES or state == JobState.QUEUED:
             raise ValueError(f"cannot claim a job into {state}")
@@ -127,6 +130,9 @@ class FairQueue:
         if max_active is not None:
             bound = f" AND (SELECT COUNT(*) FROM jobs AS a WHERE a.state IN {_RUNNING}) < :max"
             values["max"] = max_active
+        if unless_paused:
+            bound += " AND NOT EXISTS (SELECT 1 FROM meta WHERE key = :paused)"
+            values["paused"] = PAUSE_KEY
 
         def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             rows: list[sqlite3.Row] = []

@@ -1,6 +1,7 @@
 """Moderation strikes (``MODERATION_STRIKES``): PixVerse suspends accounts that send many
 requests its moderation refuses (docs/pixverse.md, "Envelope and errors"), so a member whose
-jobs end in status 7 that many times in one UTC day is blocked in that server.
+jobs it refuses that many times in one UTC day is blocked in that server. Both ways count:
+refused at upload or submit (ErrCode 500052, 500054, 500063) or as the result's status 7.
 
 * One strike per job (``moderation_strikes``, keyed by the job id): the runner records it
   before it fails the job, so a crash in between cannot lose it and a second look at the same
@@ -144,8 +145,9 @@ class Strikes:
         return self._limit
 
     async def record(self, job_id: int) -> Strike | None:
-        """PixVerse's moderation refused this job (result status 7): one strike against its
-        member, who is blocked in that server at the ``MODERATION_STRIKES``-th of the day.
+        """PixVerse's moderation refused this job (at upload or submit, or as the result's
+        status 7): one strike against its member, who is blocked in that server at the
+        ``MODERATION_STRIKES``-th of the day.
         Recorded even when strikes are off (0), so turning them on counts the day so far."""
         now = to_ts(self._clock())
         return await self._db.write(

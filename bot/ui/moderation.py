@@ -222,7 +222,8 @@ class ModLog:
         channel = self._client.get_partial_messageable(
             settings.log_channel_id, guild_id=update.guild_id
         )
-        # Only a failed job can be a moderation strike (PixVerse's status 7).
+        # Only a failed job can be a moderation strike (refused at upload or submit, or
+        # PixVerse's status 7).
         strike = (
             await self._store.strikes.of_job(update.job_id)
             if update.state is JobState.FAILED
