@@ -431,7 +431,8 @@ class JobStore:
         marks = ", ".join("?" for _ in froms)
         # A stamp the caller sets is not stamped as well: PostgreSQL refuses two assignments
         # to one column (SQLite would keep the last).
-        stamps, stamped = "", []
+        stamps = ""
+        stamped: list[Any] = []
         if "started_at" not in fields:
             stamps += ", started_at = CASE WHEN ? = 'queued' THEN started_at"
             stamps += "  ELSE COALESCE(started_at, ?) END"
