@@ -276,11 +276,18 @@ async def test_sound_on_a_result_that_has_sound_is_refused(world):
     assert requests(bot, SOUND) == []
 
 
+async def sound_result(world, description: str):
+    """A /video of world.member, then its Sound (pressed by the same member) done: the
+    source job, the Sound job and the Sound job's status message."""
+    source, message = await finished_video(world)
+    submit = await press_sound(world, message, source, world.member, description)
+    sound, status = await new_job_of(world, world.member, submit, exclude=source.id)
+    return source, sound, status
+
+
 async def test_reroll_of_a_sound_result_adds_sound_to_the_same_video_again(world):
     bot = await world.start_bot(daily_credits=500)
-    source, message = await finished_video(world)
-    submit = await press_sound(world, message, source, world.member, "rain")
-    sound, status = await new_job_of(world, world.member, submit, exclude=source.id)
+    source, sound, status = await sound_result(world, "rain")
 
     click = await world.fake.click(status, f"pixbot:reroll:{sound.id}", user=world.other)
     again, again_message = await new_job_of(world, world.other, click, exclude=sound.id)
@@ -296,9 +303,7 @@ async def test_reroll_of_a_sound_result_adds_sound_to_the_same_video_again(world
 
 async def test_extend_of_a_sound_result_continues_the_video_with_sound(world):
     bot = await world.start_bot(daily_credits=500)
-    source, message = await finished_video(world)
-    submit = await press_sound(world, message, source, world.member, "rain")
-    sound, status = await new_job_of(world, world.member, submit, exclude=source.id)
+    _, sound, status = await sound_result(world, "rain")
 
     click = await world.fake.click(status, f"pixbot:extend:{sound.id}", user=world.other)
     modal = await click.wait_modal(timeout=5)
