@@ -3,14 +3,20 @@
 In this process: the PixVerse simulator (short generations, some jobs failing with status 8,
 prompts carrying the simulator's moderation marker ending in status 7, signed result webhooks
 of which a quarter are lost, so polling is the fallback) and the fake Discord (Discord's rate
-limits enforced). A child process runs the real ``python -m bot`` against
-both. Members in several channels send ``/video``, ``/extend job:<a finished job>`` and press
-**Re-roll** on finished results, while
+limits enforced). A child process runs the real ``python -m bot`` against both. Members in
+several channels come in every way the bot has: ``/video``, ``/imagine`` (text alone; on v6
+sometimes at a wide or tall ratio such as 21:9, a few seconds long), ``/transition`` (a first
+and a last frame), ``/extend video:<an uploaded mp4>`` and ``/extend job:<their finished
+job>``, some of them with ``audio:true``; and on finished results they press **Re-roll**,
+**Extend** (its form) and, on a result without sound, **Sound** (its form, described or left
+empty), charged to whoever presses. Meanwhile
 
-- PixVerse faults are queued at random on its routes (image upload, generate, extend,
-  result, the video download): HTTP 5xx, 429 with Retry-After, dropped connections (served,
-  answer lost), hangs shorter than the client's timeout, ErrCode 500069 (high load), and
-  finished videos whose URL answers 404 for a few seconds;
+- PixVerse faults are queued at random on its routes (image and media uploads, the five
+  generate endpoints -- image, text, transition, extend, sound effect --, result, the video
+  download): HTTP 5xx, 429 with Retry-After, dropped connections (served, answer lost), hangs
+  shorter than the client's timeout and now and then one longer (so the client's timeout
+  fires and the call is retried), ErrCode 500069 (high load), and finished videos whose URL
+  answers 404 for a few seconds;
 - Discord faults are injected on the routes a job's messages take (interaction webhook
   edits and followups, channel message edits and posts): 429 with retry_after, 5xx, dropped
   connections, some after the request was applied (the answer is lost, not the edit);
@@ -28,10 +34,23 @@ simulator's records):
    each done job is committed in the ledger, no other job is, and nothing is reserved;
 4. no job was submitted to PixVerse twice: every video PixVerse made belongs, by its
    Ai-trace-id, to exactly one job, and each job has at most one;
-5. every result was delivered at most once (one message carries a job's video).
+5. every result was delivered at most once (one message carries a job's video);
+6. each job is what was asked, of whom it was asked: the job a command or a button press
+   started belongs to that member (a Sound, Re-roll or Extend press to the presser, not the
+   result's owner) and is of that kind from that source; and what PixVerse made for it is
+   that kind (image, text, transition, extend, sound effect) with its model, quality,
+   duration, audio and ratio, from the right video (an extension's or a sound's source is
+   the parent job's video; an uploaded clip is a media id);
+7. every call has a timeout: each hang longer than the client's timeout that the bot
+   outlived (no SIGKILL or SIGTERM before the timeout had to fire) ended in that call's
+   timeout, logged by the bot about that many seconds after the hang struck. Besides the
+   random ones, such a hang is queued on the video download when the faults stop, for the
+   jobs still finishing: no SIGKILL comes then, so its timeout must fire.
 
-It prints the jobs, members, faults injected by kind (and how many struck), restarts,
-elapsed time and ``violations: N`` followed by each; the exit code is 1 when N > 0.
+It prints the jobs (by kind), members, faults injected by kind and by route (and how many
+struck), each long hang and what ended it, the client timeouts that fired (from the bot's
+log), restarts, elapsed time and ``violations: N`` followed by each; the exit code is 1 when
+N > 0.
 
     .venv/bin/python bench/soak.py [--jobs 300] [--members 40] [--restarts 5] [--seed 1]
                                    [--duration 900] [--no-webhooks] [--no-bad-media] [--keep]
@@ -46,6 +65,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -78,8 +98,12 @@ from fakediscord import (  # noqa: E402
     Message,
     child_env,
 )
+from fakediscord.models import walk_components  # noqa: E402
 
+from bot.pixverse.client import PixVerseClient  # noqa: E402
 from bot.simulator import Simulator, SimulatorConfig  # noqa: E402
+from bot.simulator.media import sample_video  # noqa: E402
+from bot.simulator.params import Kind as SimKind  # noqa: E402
 from bot.simulator.state import DONE as SIM_DONE  # noqa: E402
 from bot.simulator.state import MODERATED as SIM_MODERATED  # noqa: E402
 from bot.simulator.state import MODERATION_MARKER  # noqa: E402
@@ -98,6 +122,13 @@ STATE_LABELS = {
     "failed": "❌ Failed",
     "cancelled": "🚫 Cancelled",
 }
+# One of the client's timeouts, as the bot logs it (the client's retry warning, or the
+# runner's line when it was the last attempt): bot/pixverse/client.py's TransientError.
+TIMEOUT_LINE = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d).*PixVerse did not answer (?P<what>.+?): "
+    r"\w*Timeout\w*\b"
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TITLE = re.compile(r"^Job #(?P<job>\d+) · (?P<state>.*)$", re.S)
 VIDEO_NAME = re.compile(r"^pixbot-(\d+)\.mp4$")
 # v4.5 (the default model): no 1080p with 8 s.
@@ -120,7 +151,73 @@ DISCORD_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("PATCH", CHANNEL_EDIT, "channel edit"),
     ("POST", CHANNEL_POST, "channel post"),
 )
-PIXVERSE_ROUTES = ("image_upload", "img_generate", "extend_generate", "result", "media")
+# PixVerse's routes (the simulator's names, bot/simulator/faults.py) faults are queued on, and
+# how often each is picked: roughly as often as the mix uses it, so that faults do not pile up
+# on a route few jobs take (more than the client's attempts in a row would fail a step).
+PIXVERSE_ROUTE_WEIGHTS: dict[str, int] = {
+    "image_upload": 2,  # /video, /transition (two a job)
+    "media_upload": 1,  # /extend video
+    "img_generate": 2,
+    "text_generate": 1,  # /imagine
+    "transition_generate": 1,
+    "extend_generate": 1,
+    "sound_effect_generate": 1,  # the Sound button
+    "result": 2,
+    "media": 2,  # the finished video's download
+}
+PIXVERSE_ROUTES = tuple(PIXVERSE_ROUTE_WEIGHTS)
+# The client's timeouts under the soak's environment (no setting shortens them): an API call's
+# total and a read's (uploads and downloads). A hang longer than both makes the timeout fire on
+# any route; the soak's long hangs last this plus 3 to 10 s.
+_CLIENT_DEFAULTS = inspect.signature(PixVerseClient.__init__).parameters
+CLIENT_TIMEOUT: float = max(
+    float(_CLIENT_DEFAULTS["timeout"].default), float(_CLIENT_DEFAULTS["read_timeout"].default)
+)
+LONG_HANG = f"pixverse hang past the client's {CLIENT_TIMEOUT:g} s timeout"
+LONG_HANG_ROUTES = ("image_upload", "img_generate", "result", "media")
+# What the bot's log calls each route's calls (the client's endpoint names).
+ENDPOINTS = {
+    "image_upload": "POST /image/upload",
+    "media_upload": "POST /media/upload",
+    "img_generate": "POST /video/img/generate",
+    "text_generate": "POST /video/text/generate",
+    "transition_generate": "POST /video/transition/generate",
+    "extend_generate": "POST /video/extend/generate",
+    "sound_effect_generate": "POST /video/sound_effect/generate",
+    "result": "GET /video/result/",
+    "media": "download",
+}
+# After a long hang's timeout the bot is given this long to log it.
+TIMEOUT_GRACE = 8.0
+# The ways in, with their weights in the mix; those needing a finished result (the buttons,
+# /extend job) wait until one is on a channel. Weights are renormalised over the kinds
+# possible at each command.
+MIX: dict[str, float] = {
+    "video": 0.28,
+    "imagine": 0.14,
+    "transition": 0.10,
+    "extend video": 0.07,
+    "extend job": 0.10,
+    "reroll": 0.13,
+    "extend button": 0.06,
+    "sound": 0.12,
+}
+# The database kind each way in makes (a Re-roll's is "reroll" whatever its source's kind).
+KIND_OF_COMMAND = {
+    "video": "video",
+    "imagine": "text",
+    "transition": "transition",
+    "extend video": "extend",
+    "extend job": "extend",
+    "reroll": "reroll",
+    "extend button": "extend",
+    "sound": "sound",
+}
+# /imagine on v6: the three ratios the older models lack, and a few short seconds (v6 prices
+# by the second: 5/7 credits a second at 360p/540p, 2 more with audio).
+V6_RATIOS = ("21:9", "2:3", "3:2", "16:9", "9:16")
+OLD_RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16")
+SOUND_DESCRIPTIONS = ("rain on a tin roof", "", "distant thunder and gulls")
 
 
 def free_port() -> int:
@@ -130,9 +227,9 @@ def free_port() -> int:
         return port
 
 
-def png() -> bytes:
+def png(size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> bytes:
     out = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 90, 20)).save(out, format="PNG")
+    Image.new("RGB", size, (200, 90, 20)).save(out, format=fmt)
     return out.getvalue()
 
 
@@ -160,6 +257,11 @@ class Plan:
     # Also let the result URL answer 200 with a body that is not a video, or half a video: the
     # bot checks the file's structure before attaching it (bot/jobs/mp4.py).
     bad_media: bool = True
+    # Of the injected hangs, the share that outlasts the client's timeout (CLIENT_TIMEOUT):
+    # the request is abandoned and retried (a generate with its trace id) while the first
+    # one, still held, is served later.
+    long_hang_share: float = 0.3
+    audio_share: float = 0.15  # commands sent with audio:true
     keep: bool = False  # keep the work folder (database, bot logs) even without violations
 
 
@@ -167,12 +269,19 @@ class Plan:
 class Report:
     plan: Plan
     commands: Counter[str] = field(default_factory=Counter)  # sent, by kind
+    options: Counter[str] = field(default_factory=Counter)  # of those, with audio, v6 ratios
     answers: Counter[str] = field(default_factory=Counter)  # accepted / refused / none
     states: Counter[str] = field(default_factory=Counter)  # jobs in the database by state
     kinds: Counter[str] = field(default_factory=Counter)  # jobs in the database by kind
     faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
     struck: Counter[str] = field(default_factory=Counter)  # of those, how many struck
     routes: Counter[str] = field(default_factory=Counter)  # injected, by route
+    struck_routes: Counter[str] = field(default_factory=Counter)  # struck, by route
+    # Each long hang that struck, and what ended it: the client's timeout, or a SIGKILL
+    # first.
+    long_hangs: list[str] = field(default_factory=list)
+    # The client's timeouts that fired (the bot's retry warnings), by endpoint.
+    timeouts: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)  # ephemeral answers, by text
     outcomes: Counter[str] = field(default_factory=Counter)  # PixVerse's terminal statuses
     restarts: int = 0
@@ -429,6 +538,7 @@ class Soak(Invariants):
         )
         self.fake = FakeDiscord(enforce_rate_limits=True)
         self.outages = MediaOutages(self.sim)
+        self.watch_long_hangs()
         self.process: asyncio.subprocess.Process | None = None
         self.up = asyncio.Event()
         self.starts = 0
@@ -436,15 +546,46 @@ class Soak(Invariants):
         self.crashes: list[str] = []
         self.handles: list[tuple[str, InteractionHandle]] = []
         self.tasks: set[asyncio.Task[None]] = set()
-        self.pixverse_injected: Counter[tuple[str, str]] = Counter()
-        self.pixverse_labels: dict[tuple[str, str], str] = {}
-        self.discord_rules: list[tuple[str, Any]] = []
+        self.pixverse_injected: Counter[tuple[str, str, str]] = Counter()
+        self.pixverse_labels: dict[tuple[str, str, str], str] = {}
+        self.discord_rules: list[tuple[str, Any, str]] = []  # (label, rule, route)
+        self.routes_untouched = list(PIXVERSE_ROUTES)
+        self.rng.shuffle(self.routes_untouched)
+        self.kill_walls: list[float] = []  # when each SIGKILL and the final SIGTERM came
+        self.drain_hang: int | None = None  # long hangs struck before the drain's was queued
+        self.hangs_struck: list[tuple[float, float, str, float]] = []  # wall, s, route, length
         self.traffic_over = asyncio.Event()
         self.image = png()
+        self.last_frame = png((80, 60), "JPEG")  # /transition's last frame
+        self.clip = sample_video()  # /extend video's upload
+        # Every command or press answered: (way in, handle, the job it started from).
+        self.sent: list[tuple[str, InteractionHandle, int | None]] = []
         self.guild: Any = None
         self.started = 0.0
         self.channels: list[Any] = []
         self.members: list[Any] = []
+
+    def watch_long_hangs(self) -> None:
+        """Note when each long hang strikes, and on what (this process owns the simulator)."""
+        book = self.sim.state.faults
+        take = book.take
+
+        def taken(route: Any) -> Any:
+            fault = take(route)
+            if fault is not None and fault.kind == "hang" and fault.seconds > CLIENT_TIMEOUT:
+                moment = time.monotonic() - self.started
+                self.hangs_struck.append((time.time(), moment, str(route), fault.seconds))
+                log.info(
+                    "a %g s hang struck %s at %.0f s (%s, bot start %d)",
+                    fault.seconds,
+                    route,
+                    moment,
+                    time.strftime("%H:%M:%S"),
+                    self.starts,
+                )
+            return fault
+
+        book.take = taken  # type: ignore[method-assign]
 
     @property
     def db_path(self) -> Path:
@@ -524,6 +665,7 @@ class Soak(Invariants):
             return
         self.up.clear()
         self.expected_exit = True
+        self.kill_walls.append(time.time())
         process.send_signal(signal.SIGKILL)
         await asyncio.wait_for(process.wait(), timeout=10)
         with self.log_path.open("ab") as out:
@@ -536,6 +678,7 @@ class Soak(Invariants):
             return
         self.up.clear()
         self.expected_exit = True
+        self.kill_walls.append(time.time())
         process.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.wait_for(process.wait(), timeout=10)
@@ -585,59 +728,151 @@ class Soak(Invariants):
                         found.append((parsed[0], message))
         return found
 
+    def pick_kind(self, possible: list[str]) -> str:
+        """A way in, by MIX's weights over those possible now; a way that has no job yet
+        comes first (up to three tries), so that a short run covers every kind."""
+        started = {way for way, handle, _ in self.sent if answer_of(handle) == "accepted (public)"}
+        untried = [k for k in possible if k not in started and self.report.commands[k] < 3]
+        if untried:
+            return untried[0]
+        weights = [MIX[kind] for kind in possible]
+        return self.rng.choices(possible, weights=weights)[0]
+
     async def send_one(self, index: int) -> None:
         plan, rng = self.plan, self.rng
         member = self.members[rng.randrange(len(self.members))]
         channel = self.channels[rng.randrange(len(self.channels))]
         done = self.done_messages() if index >= plan.members // 2 else []
-        # `/extend job` takes the member's own finished jobs; Re-roll anyone's result.
+        # `/extend job` takes the member's own finished jobs; the buttons anyone's result, and
+        # Sound only a result without sound.
         own = [(job_id, m) for job_id, m in done if m.content.startswith(f"<@{member.id}>")]
-        roll = rng.random()
-        kind = "video"
-        if own and roll < 0.15:
-            kind = "extend"
-        elif done and roll < 0.30:
-            kind = "reroll"
+        silent = [(job_id, m) for job_id, m in done if m.find_component(sound_id(job_id))]
+        possible = ["video", "imagine", "transition", "extend video"]
+        if own:
+            possible.append("extend job")
+        if done:
+            possible += ["reroll", "extend button"]
+        if silent:
+            possible.append("sound")
+        kind = self.pick_kind(possible)
         try:
             await asyncio.wait_for(self.up.wait(), timeout=60)
         except TimeoutError:
             self.report.answers["bot down"] += 1
             return
         self.report.commands[kind] += 1
+        prompt = f"soak {index}: a lighthouse in a storm"
+        if kind in ("video", "imagine", "transition") and rng.random() < plan.moderation_share:
+            prompt += f" {MODERATION_MARKER}"
+        options: dict[str, Any] = {"prompt": prompt}
+        if kind in ("video", "imagine", "transition", "extend video"):
+            quality, duration = COMBOS[rng.randrange(len(COMBOS))]
+            options |= {"quality": quality, "duration": duration}
+        if kind == "imagine":
+            if rng.random() < 0.5:
+                # v6 at one of its ratios, 1 to 4 s at 360p or 540p: 5 to 36 credits.
+                ratio = V6_RATIOS[rng.randrange(len(V6_RATIOS))]
+                options |= {
+                    "model": "v6",
+                    "quality": ("360p", "540p")[rng.randrange(2)],
+                    "duration": rng.randint(1, 4),
+                    "aspect_ratio": ratio,
+                }
+                self.report.options[f"v6 {ratio}"] += 1
+            elif rng.random() < 0.6:
+                options["aspect_ratio"] = OLD_RATIOS[rng.randrange(len(OLD_RATIOS))]
+        if kind in ("video", "imagine", "transition", "extend video", "extend job"):
+            if rng.random() < plan.audio_share:
+                options["audio"] = True
+                self.report.options["audio:true"] += 1
+        source: int | None = None
+        handle: InteractionHandle | None
         try:
             if kind == "video":
-                quality, duration = COMBOS[rng.randrange(len(COMBOS))]
-                prompt = f"soak {index}: a lighthouse in a storm"
-                if rng.random() < plan.moderation_share:
-                    prompt += f" {MODERATION_MARKER}"
                 handle = await self.fake.invoke(
                     "video",
                     user=member,
                     channel=channel,
-                    options={"prompt": prompt, "quality": quality, "duration": duration},
+                    options=options,
                     attachments={"image": (f"in{index}.png", self.image, "image/png")},
                     timeout=20,
                 )
-            elif kind == "extend":
-                job_id, _ = own[rng.randrange(len(own))]
+            elif kind == "imagine":
+                handle = await self.fake.invoke(
+                    "imagine", user=member, channel=channel, options=options, timeout=20
+                )
+            elif kind == "transition":
+                handle = await self.fake.invoke(
+                    "transition",
+                    user=member,
+                    channel=channel,
+                    options=options,
+                    attachments={
+                        "first": (f"first{index}.png", self.image, "image/png"),
+                        "last": (f"last{index}.jpg", self.last_frame, "image/jpeg"),
+                    },
+                    timeout=20,
+                )
+            elif kind == "extend video":
+                options["prompt"] = f"soak {index}: the storm passes"
                 handle = await self.fake.invoke(
                     "extend",
                     user=member,
                     channel=channel,
-                    options={"job": job_id, "prompt": f"soak {index}: the storm passes"},
+                    options=options,
+                    attachments={"video": (f"clip{index}.mp4", self.clip, "video/mp4")},
                     timeout=20,
                 )
-            else:
-                job_id, message = done[rng.randrange(len(done))]
-                handle = await self.fake.click(
-                    message, f"pixbot:reroll:{job_id}", user=member, timeout=20
+            elif kind == "extend job":
+                source, _ = own[rng.randrange(len(own))]
+                options |= {"job": source, "prompt": f"soak {index}: the storm passes"}
+                handle = await self.fake.invoke(
+                    "extend", user=member, channel=channel, options=options, timeout=20
                 )
+            elif kind == "reroll":
+                source, message = done[rng.randrange(len(done))]
+                handle = await self.fake.click(
+                    message, f"pixbot:reroll:{source}", user=member, timeout=20
+                )
+            elif kind == "extend button":
+                source, message = done[rng.randrange(len(done))]
+                handle = await self.press_form(
+                    message, f"pixbot:extend:{source}", member, f"soak {index}: and then dawn"
+                )
+            else:
+                source, message = silent[rng.randrange(len(silent))]
+                described = SOUND_DESCRIPTIONS[rng.randrange(len(SOUND_DESCRIPTIONS))]
+                handle = await self.press_form(message, sound_id(source), member, described)
         except (FakeDiscordError, TimeoutError) as exc:
             # Most often the bot was killed between the interaction's dispatch and its send.
             self.report.answers["not dispatched"] += 1
             log.debug("command %d not dispatched: %s", index, exc)
             return
+        if handle is None:
+            self.report.answers["form never opened"] += 1
+            return
         self.handles.append((kind, handle))
+        self.sent.append((kind, handle, source))
+
+    async def press_form(
+        self, message: Message, button: str, member: Any, text: str
+    ) -> InteractionHandle | None:
+        """Press a button that opens a form (Extend, Sound) and submit it with ``text`` in
+        its one text input ("" leaves it untouched). The click's own handle when the bot
+        answered it otherwise (a refusal); None when it never answered (killed meanwhile)."""
+        click = await self.fake.click(message, button, user=member, timeout=20)
+        try:
+            await click.response(timeout=20)
+        except TimeoutError:
+            return None
+        if click.modal is None:
+            return click
+        modal = click.modal
+        inputs = [c for c in walk_components(modal["components"]) if c.get("type") == 4]
+        values = {inputs[0]["custom_id"]: text} if text and inputs else {}
+        return await self.fake.submit_modal(
+            modal["custom_id"], values, user=member, message=message, timeout=20
+        )
 
     async def traffic(self) -> None:
         plan = self.plan
@@ -665,8 +900,17 @@ class Soak(Invariants):
 
     def inject_pixverse(self) -> None:
         rng = self.rng
-        route = PIXVERSE_ROUTES[rng.randrange(len(PIXVERSE_ROUTES))]
         pick = rng.random()
+        # A share of the hangs outlast the client's timeout, on routes every job of the
+        # commonest kinds takes, so that they strike before the faults stop.
+        long_hang = 0.7 <= pick < 0.9 and rng.random() < self.plan.long_hang_share
+        if long_hang:
+            route = LONG_HANG_ROUTES[rng.randrange(len(LONG_HANG_ROUTES))]
+        elif self.routes_untouched:
+            route = self.routes_untouched.pop()  # every route once first, then by weight
+        else:
+            weights = list(PIXVERSE_ROUTE_WEIGHTS.values())
+            route = rng.choices(PIXVERSE_ROUTES, weights=weights)[0]
         if route == "media" and pick < 0.3:
             self.outages.arm(rng.uniform(3.0, 12.0))
             self.report.faults["pixverse result URL 404 for a while"] += 1
@@ -679,8 +923,13 @@ class Soak(Invariants):
             extra = {"retry_after": round(rng.uniform(0.5, 2.5), 1)}
         elif pick < 0.7:
             kind, label, extra = "drop", "reset (served, answer lost)", {}
+        elif long_hang:
+            # Longer than the client's timeout: it fires, the call is retried (a generate
+            # with the same trace id), and the held request is served later, to nobody.
+            kind, label = "hang", LONG_HANG.removeprefix("pixverse ")
+            extra = {"seconds": round(CLIENT_TIMEOUT + rng.uniform(3.0, 10.0), 1)}
         elif pick < 0.9:
-            # Shorter than the client's 30 s timeout.
+            # Shorter than the client's timeout.
             kind, label, extra = "hang", "hang", {"seconds": round(rng.uniform(1.0, 8.0), 1)}
         elif route != "media":
             kind, label, extra = "err_code", "500069 high load", {"err_code": 500069}
@@ -694,10 +943,31 @@ class Soak(Invariants):
             kind, label, extra = "http_500", "5xx", {}
         count = 1 if kind in ("drop", "hang") else rng.randint(1, 2)
         self.sim.inject_fault(route, kind, count=count, **extra)
-        self.pixverse_injected[(route, kind)] += count
-        self.pixverse_labels[(route, kind)] = label
+        # Faults of one kind on one route are told apart by their label (a hang's length).
+        self.pixverse_injected[(route, kind, label)] += count
+        self.pixverse_labels[(route, kind, label)] = label
         self.report.faults[f"pixverse {label}"] += count
         self.report.routes[f"pixverse {route}"] += count
+
+    def hang_in_the_drain(self) -> None:
+        """Once the faults have stopped (and the kills with them), one more hang longer than
+        the client's timeout on the video download, which the jobs still finishing take: no
+        SIGKILL can end it first, so the client's timeout must (check_timeouts)."""
+        if self.plan.long_hang_share <= 0:
+            return
+        seconds = round(CLIENT_TIMEOUT + self.rng.uniform(3.0, 10.0), 1)
+        self.sim.inject_fault("media", "hang", count=1, seconds=seconds)
+        self.drain_hang = len(self.hangs_struck)
+        self.report.faults[LONG_HANG] += 1
+        self.report.routes["pixverse media"] += 1
+
+    def drain_hang_struck(self) -> None:
+        if self.drain_hang is None:
+            return
+        struck = int(len(self.hangs_struck) > self.drain_hang)
+        self.report.struck[LONG_HANG] += struck
+        self.report.struck_routes["pixverse media"] += struck
+        self.sim.clear_faults()
 
     def inject_discord(self) -> None:
         rng = self.rng
@@ -721,7 +991,7 @@ class Soak(Invariants):
             label = "discord drop (after apply)" if after else "discord drop"
             count = 1
             rule = self.fake.inject_fault(method, pattern, "drop", count, after_apply=after)
-        self.discord_rules.append((label, rule))
+        self.discord_rules.append((label, rule, f"discord {where}"))
         self.report.faults[label] += count
         self.report.routes[f"discord {where}"] += count
 
@@ -740,18 +1010,40 @@ class Soak(Invariants):
 
     def stop_faults(self) -> None:
         """Count what struck, then clear what is still queued so the end can settle."""
-        pending: Counter[tuple[str, str]] = Counter()
+        # What is still queued, per route and kind; a hang's length tells the long from the
+        # short ones.
+        pending: Counter[tuple[str, str, str]] = Counter()
         for item in self.sim.state.faults.pending():
-            pending[(item["route"], item["kind"])] += int(item["count"])
-        for (route, kind), count in self.pixverse_injected.items():
-            label = self.pixverse_labels[(route, kind)]
-            self.report.struck[f"pixverse {label}"] += count - pending[(route, kind)]
+            route, kind = item["route"], item["kind"]
+            label = next(
+                (
+                    label
+                    for (r, k, label) in self.pixverse_labels
+                    if r == route and k == kind and self._hang_matches(label, item)
+                ),
+                "",
+            )
+            pending[(route, kind, label)] += int(item["count"])
+        for key, count in self.pixverse_injected.items():
+            route, _kind, label = key
+            struck = count - pending[key]
+            self.report.struck[f"pixverse {label}"] += struck
+            self.report.struck_routes[f"pixverse {route}"] += struck
         self.sim.clear_faults()
-        self.report.struck["pixverse result URL 404 for a while"] = len(self.outages.struck_videos)
+        outages = len(self.outages.struck_videos)
+        self.report.struck["pixverse result URL 404 for a while"] = outages
+        self.report.struck_routes["pixverse media"] += outages
         self.outages.disarm()
-        for label, rule in self.discord_rules:
+        for label, rule, route in self.discord_rules:
             self.report.struck[label] += rule.hits
+            self.report.struck_routes[route] += rule.hits
             rule.remaining = 0
+
+    @staticmethod
+    def _hang_matches(label: str, item: dict[str, Any]) -> bool:
+        if item["kind"] != "hang":
+            return True
+        return ("past the client" in label) == (float(item["seconds"]) > CLIENT_TIMEOUT)
 
     async def killer(self) -> None:
         """SIGKILL the bot at random moments of the traffic, then start it again."""
@@ -838,11 +1130,14 @@ class Soak(Invariants):
             await self.traffic()
             await asyncio.wait_for(asyncio.gather(chaos, killer), timeout=300)
             self.stop_faults()
+            self.hang_in_the_drain()
             await self.drain()
+            self.drain_hang_struck()
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             await self.stop_bot()
             self.report.elapsed = time.monotonic() - self.started
+            self.check_timeouts()
             self.check()
         finally:
             if self.process is not None and self.process.returncode is None:
@@ -855,6 +1150,49 @@ class Soak(Invariants):
         for crash in self.crashes:
             self.report.violations.append(f"the bot exited by itself: {crash}")
         return self.report
+
+    def check_timeouts(self) -> None:
+        """The client's timeouts that fired, from the bot's log; and 7: each long hang the bot
+        outlived (no SIGKILL or SIGTERM before its timeout plus a grace) ended in a timeout
+        of that call, logged about CLIENT_TIMEOUT seconds after it struck."""
+        fired: list[tuple[float, str]] = []
+        if self.log_path.exists():
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                match = TIMEOUT_LINE.search(ANSI.sub("", line))
+                if match:
+                    at = time.mktime(time.strptime(match["at"], "%Y-%m-%d %H:%M:%S"))
+                    fired.append((at, match["what"]))
+                    self.report.timeouts[re.sub(r"/\d+", "/{id}", match["what"])] += 1
+        for wall, moment, route, seconds in self.hangs_struck:
+            due = wall + CLIENT_TIMEOUT
+            ends = due + TIMEOUT_GRACE
+            what = f"{route} at {moment:.0f} s ({seconds:g} s)"
+            if any(wall <= kill < due for kill in self.kill_walls):
+                # Its process died before the timeout was due (and it must not take the
+                # timeout of another hang on that route).
+                self.report.long_hangs.append(f"{what}: the bot was killed first")
+                continue
+            # Log times are whole seconds: a second early is the same moment.
+            match = next(
+                (
+                    item
+                    for item in fired
+                    if item[1].startswith(ENDPOINTS[route]) and due - 2 <= item[0] <= ends
+                ),
+                None,
+            )
+            if match is not None:
+                fired.remove(match)
+                self.report.long_hangs.append(f"{what}: timed out")
+            elif any(due <= kill <= ends for kill in self.kill_walls):
+                self.report.long_hangs.append(f"{what}: the bot was killed or stopped as it fired")
+            else:
+                self.report.long_hangs.append(f"{what}: NO TIMEOUT")
+                self.report.violations.append(
+                    f"a {seconds:g} s hang struck {route} at {moment:.0f} s and the bot ran on "
+                    f"past it, yet no {ENDPOINTS[route]} call timed out after "
+                    f"{CLIENT_TIMEOUT:g} s (a call without a timeout?)"
+                )
 
     # -- the invariants --------------------------------------------------------------------
 
@@ -869,6 +1207,99 @@ class Soak(Invariants):
             ):
                 used[(row[0], row[1])] += int(row[2])
         self.check_records(jobs, ledger, used)
+        self.check_ways_in(jobs)
+
+    def check_ways_in(self, jobs: dict[int, dict[str, Any]]) -> None:
+        """6. Each job is what was asked, of whom it was asked, and PixVerse made that."""
+        report = self.report
+        violations = report.violations
+        report.kinds.update(
+            "extend of an upload"
+            for job in jobs.values()
+            if job["kind"] == "extend" and json.loads(job["params"]).get("source") == "video"
+        )
+        report.kinds.update(
+            "with audio" for job in jobs.values() if json.loads(job["params"]).get("audio")
+        )
+        # The job each accepted command or press started, from its status message's title.
+        for way, handle, source in self.sent:
+            message = handle.original
+            if message is None or message.ephemeral or message is handle.message:
+                continue
+            parsed = job_of(message)
+            job = jobs.get(parsed[0]) if parsed else None
+            if job is None:
+                continue
+            job_id = job["id"]
+            if job["user_id"] != handle.user.id:
+                violations.append(
+                    f"job {job_id} ({way}) was started by member {handle.user.id} but belongs "
+                    f"to member {job['user_id']}"
+                )
+            if job["kind"] != KIND_OF_COMMAND[way]:
+                violations.append(f"job {job_id} was started by {way} but is a {job['kind']} job")
+            if source is not None:
+                # A re-roll of an extension or a sound works from that job's own source.
+                parent = source
+                if way == "reroll" and json.loads(job["params"]).get("source") == "job":
+                    parent = jobs[source]["parent_job_id"] if source in jobs else None
+                if job["parent_job_id"] != parent:
+                    violations.append(
+                        f"job {job_id} ({way} of job {source}) has parent job "
+                        f"{job['parent_job_id']}, not {parent}"
+                    )
+        # What PixVerse made for each job.
+        by_trace = {job["trace_id"]: job for job in jobs.values() if job["trace_id"]}
+        for sim_job in self.sim.jobs.values():
+            job = by_trace.get(sim_job.trace_id)
+            if job is not None:
+                violations.extend(made_as_asked(job, sim_job, jobs))
+
+
+def made_as_asked(job: dict[str, Any], sim_job: Any, jobs: dict[int, dict[str, Any]]) -> list[str]:
+    """How PixVerse's video for ``job`` differs from what the job asked for."""
+    params = json.loads(job["params"])
+    made = sim_job.params
+    job_id = job["id"]
+    problems: list[str] = []
+    source = params.get("source", "image")
+    if params.get("add_sound"):
+        expected = SimKind.SOUND
+    else:
+        expected = {
+            "image": SimKind.IMAGE,
+            "text": SimKind.TEXT,
+            "frames": SimKind.TRANSITION,
+            "video": SimKind.EXTEND,
+            "job": SimKind.EXTEND,
+        }[source]
+    if made.kind is not expected:
+        problems.append(
+            f"job {job_id} ({job['kind']}, source {source}) was made by PixVerse as "
+            f"{made.kind.value}, not {expected.value}"
+        )
+        return problems
+    asked = (params["model"], params["quality"], params["duration"])
+    got = (made.model, made.quality.value, made.duration)
+    if asked != got:
+        problems.append(f"job {job_id} asked for {asked}; PixVerse made {got}")
+    if expected is not SimKind.SOUND and bool(params.get("audio")) != made.audio:
+        problems.append(f"job {job_id}: audio {bool(params.get('audio'))}, PixVerse's {made.audio}")
+    if expected is SimKind.TEXT and params.get("aspect_ratio") not in (None, made.aspect_ratio):
+        problems.append(
+            f"job {job_id} asked for {params['aspect_ratio']}; PixVerse made {made.aspect_ratio}"
+        )
+    if source == "job":
+        parent = jobs.get(job["parent_job_id"])
+        wanted = parent["pixverse_video_id"] if parent else None
+        if wanted is None or made.source_video_id != wanted:
+            problems.append(
+                f"job {job_id} ({job['kind']} of job {job['parent_job_id']}) was made from "
+                f"PixVerse video {made.source_video_id}, its source's is {wanted}"
+            )
+    if source == "video" and made.video_media_id is None:
+        problems.append(f"job {job_id} extends an upload but PixVerse got no video_media_id")
+    return problems
 
 
 # -- reading messages ----------------------------------------------------------------------
@@ -917,6 +1348,11 @@ def has_result(message: Message, job_id: int) -> bool:
             if embed_field.get("name") == "Video" and "](http" in str(embed_field.get("value")):
                 return True
     return False
+
+
+def sound_id(job_id: int) -> str:
+    """The Sound button's custom id under a result without sound."""
+    return f"pixbot:sound:{job_id}"
 
 
 def prompt_of(job: dict[str, Any]) -> str | None:
@@ -976,6 +1412,7 @@ def format_report(report: Report) -> list[str]:
         f"by kind: {_counts(report.kinds)}",
         f"commands: {sum(report.commands.values())} sent ({_counts(report.commands)}); "
         f"answers: {_counts(report.answers)}",
+        f"options: {_counts(report.options)}",
         *(f"refused: {count} x {text!r}" for text, count in report.refusals.most_common()),
         f"PixVerse outcomes: {_counts(report.outcomes)}",
         f"members: {report.members_used} with jobs, of {plan.members}",
@@ -983,7 +1420,19 @@ def format_report(report: Report) -> list[str]:
     ]
     for kind, count in sorted(report.faults.items()):
         lines.append(f"  {kind}: {count} ({report.struck.get(kind, 0)})")
-    lines.append(f"  by route: {_counts(report.routes)}")
+    lines.append(
+        "  by route: "
+        + ", ".join(
+            f"{route} {count} ({report.struck_routes.get(route, 0)})"
+            for route, count in report.routes.most_common()
+        )
+    )
+    if report.long_hangs:
+        lines.append(f"  long hangs struck: {'; '.join(report.long_hangs)}")
+    lines.append(
+        f"client timeouts fired (the bot's retry warnings): {report.timeouts.total()}"
+        + (f" ({_counts(report.timeouts)})" if report.timeouts else "")
+    )
     lines.append(f"restarts: {report.restarts} (SIGKILL)")
     lines.append(f"elapsed: {report.elapsed:.0f} s")
     lines.extend(f"note: {note}" for note in report.notes)

@@ -12,10 +12,11 @@ message; the job stays "delivering" in the database until one works, also across
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 
 import pytest
-from conftest import status_text
+from conftest import FAST_RUNNER, status_text
 
 import bot.ui.status
 from bot.jobs.progress import JobUpdate
@@ -196,6 +197,44 @@ async def test_a_job_first_seen_before_its_message_was_recorded_is_finished_on_t
     assert target is not None and target.message_id == handle.original.id
     assert "Failed" in status_text(handle.original)
     assert len(public_messages(world)) == posts  # no new message
+
+
+async def forget_status_message(world, pixverse, *, delete: bool):
+    """A job answered by a process killed before it recorded the status message's id (the
+    soak's SIGKILL struck there): queued, the bot stopped, the id wiped from its row (with
+    ``delete``, the member also deleted the message), and the bot started again."""
+    await world.start_bot(pixverse=pixverse, runner=replace(FAST_RUNNER, max_active=0))
+    handle, job = await start_job(world)
+    await world.stop_bot()
+    assert pixverse.generate_requests == []
+    with sqlite3.connect(world.tmp_path / "data" / "bot.sqlite3") as db:
+        db.execute(
+            "UPDATE jobs SET status_message_id = NULL, status_channel_id = NULL WHERE id = ?",
+            (job.id,),
+        )
+    db.close()
+    if delete:
+        world.fake.delete_message(world.channel, handle.original)
+    await world.start_bot(pixverse=pixverse)
+    return handle, job
+
+
+async def test_a_status_message_whose_id_was_not_recorded_is_found_and_finished(world, pixverse):
+    """The interaction's original response is the status message: the final edit finds it
+    through the token, instead of leaving it queued and posting the result anew."""
+    handle, job = await forget_status_message(world, pixverse, delete=False)
+    await assert_delivered_once(world, handle, job.id)
+    assert (await world.bot.store.jobs.get(job.id)).status_message_id == handle.original.id
+
+
+async def test_without_an_original_response_the_result_is_a_new_message(world, pixverse):
+    handle, job = await forget_status_message(world, pixverse, delete=True)
+    job = await world.job_final(job.id, timeout=20)
+    assert job.state is JobState.DONE, job.error
+    [post] = public_messages(world)
+    assert post is not handle.original and post.files
+    assert f"<@{world.member.id}>" in post.content
+    assert post.id == job.status_message_id
 
 
 class Shared:

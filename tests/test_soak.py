@@ -1,9 +1,11 @@
 """The invariant soak (bench/soak.py), short: the real ``python -m bot`` process against the
 fake Discord and the PixVerse simulator, with random faults on both and SIGKILL restarts.
 
-Every accepted job must end final, shown on Discord, charged exactly once for what was
-delivered, submitted to PixVerse once and delivered once. The full run (300 jobs, 5
-restarts) is ``python bench/soak.py``; this one takes about a minute.
+Members come in every way the bot has (/video, /imagine, /transition, /extend with an upload
+or a job, Re-roll, Extend and Sound on results, some with audio). Every accepted job must end
+final, shown on Discord, charged to the member who started it exactly once for what was
+delivered, submitted to PixVerse once, as asked, and delivered once. The full run (300 jobs,
+5 restarts) is ``python bench/soak.py``; this one takes about a minute and a half.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import importlib.util
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,14 +54,25 @@ async def test_short_soak_keeps_every_invariant_through_faults_and_kills():
     assert report.violations == [], summary
     assert report.restarts == 2, summary
     assert report.jobs >= 40, summary
-    # The run exercised what it claims to: faults on both sides struck, every job kind ran,
-    # and PixVerse's own failures happened.
+    # The run exercised what it claims to: faults on both sides struck, every way in ran
+    # (each command, each button, an uploaded clip, audio), and PixVerse's own failures
+    # happened.
     assert report.struck.total() > 0, summary
     assert any(k.startswith("pixverse") and report.struck[k] for k in report.struck), summary
     assert any(k.startswith("discord") and report.struck[k] for k in report.struck), summary
-    assert report.kinds["video"] > 0, summary
-    assert report.kinds["extend"] + report.kinds["reroll"] > 0, summary
+    for kind in ("video", "text", "transition", "extend", "reroll", "sound"):
+        assert report.kinds[kind] > 0, (kind, summary)
+    assert report.kinds["extend of an upload"] > 0, summary
+    assert report.kinds["with audio"] > 0, summary
+    for way in soak.MIX:
+        assert report.commands[way] > 0, (way, summary)
     assert report.states["done"] > 0, summary
+    # Faults are queued on every PixVerse route the mix uses, and the client's timeout
+    # really fired: a hang outlasting it struck and the bot logged the call timing out
+    # (each such hang the bot outlived must end so, or it is a violation).
+    assert {f"pixverse {route}" for route in soak.PIXVERSE_ROUTES} <= set(report.routes), summary
+    assert any(hang.endswith(": timed out") for hang in report.long_hangs), summary
+    assert report.timeouts.total() > 0, summary
 
 
 async def test_soak_checks_catch_each_broken_invariant(tmp_path):
@@ -91,8 +105,16 @@ async def test_soak_checks_catch_each_broken_invariant(tmp_path):
         db.execute("UPDATE ledger SET state = 'reserved' WHERE job_id = ?", (done[1],))
         owner = db.execute("SELECT user_id FROM jobs WHERE id = ?", (done[4],)).fetchone()[0]
         db.execute("UPDATE member_days SET used = used + 5 WHERE user_id = ?", (owner,))
-        video_id = db.execute(
-            "SELECT pixverse_video_id FROM jobs WHERE id = ?", (done[2],)
+        video_id, kind = db.execute(
+            "SELECT pixverse_video_id, kind FROM jobs WHERE id = ?", (done[2],)
+        ).fetchone()
+        # Another kind than its command makes, and another member than the one who sent it.
+        other_kind = "text" if kind == "video" else "video"
+        db.execute(
+            "UPDATE jobs SET kind = ?, user_id = user_id + 1 WHERE id = ?", (other_kind, done[2])
+        )
+        asked_video = db.execute(
+            "SELECT pixverse_video_id FROM jobs WHERE id = ?", (done[3],)
         ).fetchone()[0]
     db.close()
     sim_jobs = run.sim.jobs
@@ -100,6 +122,10 @@ async def test_soak_checks_catch_each_broken_invariant(tmp_path):
     sim_jobs[again.video_id] = again
     stray = dataclasses.replace(again, video_id=video_id + 2 * 10**6, trace_id="nobody's")
     sim_jobs[stray.video_id] = stray
+    # PixVerse made another duration than the job asked for.
+    made = sim_jobs[asked_video]
+    longer = dataclasses.replace(made.params, duration=made.params.duration + 1)
+    sim_jobs[asked_video] = dataclasses.replace(made, params=longer)
     messages = {job_id: message for job_id, message in run.done_messages()}
     stale = messages[done[3]]
     title = {"title": f"Job #{done[3]} · ⏳ Queued"}
@@ -119,3 +145,16 @@ async def test_soak_checks_catch_each_broken_invariant(tmp_path):
     assert f"job {done[3]} is done; its status message {stale.id} shows" in found
     assert f"job {done[4]}'s video was delivered 2 times" in found
     assert f"member {owner}: used" in found
+    assert f"job {done[2]} (" in found and "but belongs to member" in found
+    assert f"but is a {other_kind} job" in found
+    assert f"job {done[3]} asked for" in found
+
+    # A hang past the client's timeout, long ago, with the bot up and no timeout logged.
+    report.violations.clear()
+    run.hangs_struck.append((time.time() - 100, 5.0, "result", soak.CLIENT_TIMEOUT + 5))
+    run.check_timeouts()
+    assert report.violations == [
+        f"a {soak.CLIENT_TIMEOUT + 5:g} s hang struck result at 5 s and the bot ran on past it, "
+        f"yet no GET /video/result/ call timed out after {soak.CLIENT_TIMEOUT:g} s (a call "
+        "without a timeout?)"
+    ]

@@ -9,6 +9,10 @@
   that fails) through the channel, and to a new message mentioning only the owner when the
   status message is gone. When every route failed, ``DeliveryFailed`` tells the caller to
   try again later — or, when the channel is gone or the bot lost access, never.
+- A job whose status message id was never recorded (the process died between answering
+  the interaction and writing the id down) is finished on the interaction's original
+  response, found through its token while that works; only when Discord has none (the
+  member was never answered) or the token is gone does a new message carry the result.
 - The finished video is attached when it fits; a file Discord still refuses as too large
   (40005) falls back to the link.
 """
@@ -45,6 +49,7 @@ UNKNOWN_CHANNEL = 10003
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 INVALID_WEBHOOK_TOKEN = 50027
+ORIGINAL = "@original"  # an interaction's original response, in webhook message routes
 FILE_TOO_LARGE = 40005
 FINISHED_MEMORY = 10_000
 # One attempt on one route: discord.py itself sleeps through 429s and retries 5xx, so a
@@ -75,6 +80,8 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token_dead: bool = False
     gone: bool = False  # the message was deleted: intermediate updates stop
+    # The interaction's original response was looked for (the message id was unknown).
+    looked_for_original: bool = False
 
 
 class _MessageGone(Exception):
@@ -241,6 +248,8 @@ class DiscordStatusReporter:
         # The lock waits for a progress edit already on its way (bounded by its timeout),
         # so it cannot land after the final and turn the message back.
         async with slot.lock:
+            if not slot.gone and slot.target.message_id is None:
+                await self._find_original(slot, update.job_id)
             if not slot.gone and slot.target.message_id is not None:
                 try:
                     await self._edit_final(slot, update, rendered, failures)
@@ -296,6 +305,38 @@ class DiscordStatusReporter:
             failures.append(f"channel: {_describe(exc)}")
         log.info("Job %d: final edit failed (%s); will retry", update.job_id, priority.name)
         raise _Retry
+
+    async def _find_original(self, slot: _Slot, job_id: int) -> None:
+        """The status message of a job whose message id was never recorded: the process
+        answered the interaction and died before writing the id down (or another process
+        answered and has not yet). While the token works, the interaction's original response
+        is that message; Discord has none when the member was never answered, and then the
+        caller posts a new one. A failed look is tried again at the next delivery attempt."""
+        if slot.looked_for_original or not self._token_usable(slot):
+            return
+        webhook = discord.Webhook.partial(
+            self._bot.application_id or 0, slot.target.token or "", client=self._bot
+        )
+        try:
+            async with asyncio.timeout(FINAL_TIMEOUT):
+                # discord.py types message ids as ints; Discord's route takes "@original".
+                message = await webhook.fetch_message(ORIGINAL)  # type: ignore[arg-type]
+        except discord.HTTPException as exc:
+            if _token_failure(exc):
+                slot.token_dead = True
+            elif exc.code == UNKNOWN_MESSAGE:
+                slot.looked_for_original = True  # never answered: a new message it is
+            else:
+                log.info("Job %d: could not look for its status message: %s", job_id, exc)
+            return
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info("Job %d: could not look for its status message: %s", job_id, _describe(exc))
+            return
+        slot.looked_for_original = True
+        if message.flags.ephemeral:
+            return  # not a status message: only the member sees it
+        slot.target = replace(slot.target, message_id=message.id)
+        log.info("Job %d: its status message %d was not recorded; finishing it", job_id, message.id)
 
     def _finish(self, update: JobUpdate, target: StatusTarget | None) -> StatusTarget | None:
         self._slots.pop(update.job_id, None)
